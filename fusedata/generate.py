@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from . import models
 from .engines import Engine, GenRequest, make_engine
 from .errors import FusekitError
 from .recipe import ModelSpec, Recipe
@@ -97,6 +98,9 @@ class GenerationReport:
 def generate(recipe: Recipe, store: RunStore, console: Console, *, engine_factory=make_engine) -> GenerationReport:
     """Run every source model over its missing work, writing each batch to the store."""
     prompts = collect_prompts(recipe)
+    for m in recipe.models:  # a missing local model fails now, before any model is loaded
+        if m.engine.engine != "openai":
+            models.resolve(m.engine.model)
     store.put_prompts(prompts)
     rep = GenerationReport(prompts=Counter(p.domain for p in prompts))
     work = {m.name: work_for(m, prompts, store) for m in recipe.models}

@@ -40,7 +40,7 @@ GEMMA_BASE_TEMPLATE = (
     "{% else %}Question: {{ m['content'] }}\n\n{% endif %}"
     "{% endfor %}{% if add_generation_prompt %}Answer:{% endif %}"
 )
-EMBEDDED_STOP = {"gemma3-270m": ["\nQuestion:", "\n\n\n"]}
+EMBEDDED_STOP = {"gemma3-270m": ["\nQuestion:", "\nAnswer:"]}
 
 
 def cache_dir() -> Path:

@@ -175,7 +175,8 @@ def win_rate(preferences: KeyedInput, *, scale: Scale = "preference") -> AlpacaW
     draw worth one half). See :func:`preferences_by_instruction` for the accepted inputs.
     """
     prefs = preferences_by_instruction(preferences, scale=scale)
-    return _describe(np.array(list(prefs.values()), dtype=float))
+    # summed in instruction order so that the result does not depend on the input's row order
+    return _describe(np.array([prefs[k] for k in sorted(prefs)], dtype=float))
 
 
 def discrete_win_rate(preferences: KeyedInput, *, scale: Scale = "preference") -> float:

@@ -95,7 +95,8 @@ class OpenAIEngine:
             except (o.APITimeoutError, o.APIConnectionError) as e:
                 last_err, delay = f"{type(e).__name__}: {e}" + (f" ({e.__cause__})" if e.__cause__ else ""), None
             except o.APIStatusError as e:
-                last_err = f"HTTP {e.status_code}: {e.message}"
+                body = e.body if isinstance(e.body, dict) else {}
+                last_err = f"HTTP {e.status_code}: {body.get('message') or e.message}"
                 if e.status_code not in RETRYABLE_STATUS:
                     break
                 delay = _retry_after(e)

@@ -382,6 +382,12 @@ def _called_names(node: ast.AST) -> set[str]:
     return names
 
 
+def reference_code(python: str) -> str:
+    """The code of the ``python`` column: its first fenced python block (it is followed by prose)."""
+    m = _PY_BLOCK.search(python)
+    return m.group(1) if m else python
+
+
 def leetcode_entry_point(python: str, n_args: int) -> str | None:
     """The function the examples call, from the reference ``python`` column.
 
@@ -389,10 +395,8 @@ def leetcode_entry_point(python: str, n_args: int) -> str | None:
     methods of ``class Solution``. Candidates take exactly ``n_args`` arguments; among
     them, one not called by another function (helpers are) is preferred, first in order.
     """
-    m = _PY_BLOCK.search(python)
-    code = m.group(1) if m else python
     try:
-        tree = ast.parse(code)
+        tree = ast.parse(reference_code(python))
     except SyntaxError:
         return None
     solution = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Solution"), None)
@@ -446,7 +450,7 @@ def parse_leetcode(content: str, python: str) -> LeetCodeTask | str:
     examples = _EXAMPLE.findall(text)
     if not examples:
         return "no **Input:**/**Output:** examples"
-    if _NODE_TYPES.search(python):
+    if _NODE_TYPES.search(reference_code(python)):
         return "needs ListNode/TreeNode inputs"
     if _IN_PLACE.search(text):
         return "modifies its input in place"
@@ -519,6 +523,14 @@ def _top_level_names(code: str) -> set[str]:
     }
 
 
+def _compiles(line: str) -> bool:
+    try:
+        ast.parse(line)
+        return True
+    except SyntaxError:
+        return False
+
+
 def _has_assert(code: str) -> bool:
     try:
         return any(isinstance(n, ast.Assert) for n in ast.walk(ast.parse(code)))
@@ -541,7 +553,8 @@ def sc2_tests(response: str) -> Sc2Tests | None:
     defined in the other code blocks, or referenced inside an assert. The entry point
     is the first name called inside an assert that the other blocks define (else the
     first called name that is neither a builtin nor defined by the tests). Returns None
-    when there is no such block or nothing with an ``assert`` remains.
+    when there is no such block or nothing with an ``assert`` remains. A block that does
+    not parse contributes only its one-line ``assert`` statements that compile alone.
     """
     blocks = [(m.start(), m.group(2)) for m in _FENCE.finditer(response) if m.group(1).lower() in _PY_LANGS]
     marker = response.rfind("[Tests]")
@@ -556,8 +569,8 @@ def sc2_tests(response: str) -> Sc2Tests | None:
     code = test_block[1]
     try:
         tree = ast.parse(code)
-    except SyntaxError:  # keep the plain assert lines we can see
-        lines = [line.rstrip() for line in code.splitlines() if line.startswith("assert ")]
+    except SyntaxError:  # keep the one-line asserts that compile on their own
+        lines = [line.rstrip() for line in code.splitlines() if line.startswith("assert ") and _compiles(line)]
         return Sc2Tests("\n".join(lines), None) if lines else None
     asserts = [n for n in ast.walk(tree) if isinstance(n, ast.Assert)]
     in_asserts = {n.id for a in asserts for n in ast.walk(a) if isinstance(n, ast.Name)}
