@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml Makefile
 	# so build for plain AVX2, and bypass pip's wheel cache, which may hold a native build.
 	$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" \
 		$(BIN)/pip install -q --no-cache-dir "llama-cpp-python[server]>=0.3.7,<0.4"
+	# The code sandbox uses bubblewrap when present and falls back to unshare/setpriv without it.
+	-command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y --no-install-recommends bubblewrap >/dev/null 2>&1 || \
+		  { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends bubblewrap >/dev/null 2>&1; }; }; } || true
 	touch $(STAMP)
 
 demo: install
@@ -35,6 +39,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/generation_throughput.py
+	$(BIN)/python bench/verifier_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -54,8 +54,9 @@ def build(
     models: Annotated[Optional[str], typer.Option(help="Comma-separated source model names from the recipe.")] = None,
     n: Annotated[Optional[int], typer.Option(help="Samples per prompt per model (overrides the recipe).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Max new tokens per response (overrides the recipe).")] = None,
+    score: Annotated[bool, typer.Option(help="Score the responses after generating them.")] = True,
 ) -> None:
-    """Generate responses from every source model for every prompt (resumable: re-run to continue)."""
+    """Generate responses from every source model for every prompt, then score them (resumable: re-run to continue)."""
     from . import recipe as recipe_mod
     from .generate import generate, summary_table
     from .store import RunStore
@@ -78,6 +79,69 @@ def build(
             "wall_s": round(time.perf_counter() - t0, 2),
         }
         (Path(r.out) / "summary.json").write_text(json.dumps(summary, indent=2))
-    failures = sum(int(s["failures"]) for s in stats.values())
-    console.print(f"prompts: {dict(rep.prompts)}  wall time {summary['wall_s']:.1f} s"
-                  + (f"  [red]{failures} failed requests stored; re-run to retry them[/]" if failures else ""))
+        failures = sum(int(s["failures"]) for s in stats.values())
+        console.print(f"prompts: {dict(rep.prompts)}  generation wall time {summary['wall_s']:.1f} s"
+                      + (f"  [red]{failures} failed requests stored; re-run to retry them[/]" if failures else ""))
+        if score:
+            _score(store, r.scoring)
+
+
+def _score(store, scoring_raw: dict) -> None:
+    """Run the scoring stage, print its table, write the reward histogram; exit 2 on skipped input."""
+    from .score import domain_stats, parse_config, plot_rewards, score_run, score_table
+
+    t0 = time.perf_counter()
+    rep = score_run(store, parse_config(scoring_raw), console)
+    stats = domain_stats(store)
+    console.print(score_table(stats))
+    png = plot_rewards(store, store.folder / "scores.png")
+    summary_path = store.folder / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary["scores"] = stats
+    summary["scoring_wall_s"] = round(time.perf_counter() - t0, 2)
+    summary["sandbox"] = rep.isolation or summary.get("sandbox", "")
+    summary_path.write_text(json.dumps(summary, indent=2))
+    if rep.isolation:
+        console.print(f"code sandbox: {rep.isolation}")
+    console.print(f"scored {dict(rep.new)} in {summary['scoring_wall_s']:.1f} s" + (f"; histogram {png}" if png else ""))
+    for e in rep.errors:
+        console.print(f"[yellow]warning:[/] {e}", highlight=False)
+    if rep.reward_error:
+        # Everything else is scored and stored; the run is incomplete until the reward model loads.
+        console.print(f"[bold red]error:[/] {rep.reward_error}", highlight=False)
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fusedata build`.")],
+    recipe: Annotated[Optional[Path], typer.Option(help="Take the scoring block from this recipe instead of the run's.")] = None,
+) -> None:
+    """Score a run's responses (verifiers, reward model); only what is missing is scored."""
+    from . import recipe as recipe_mod
+    from .store import DB_NAME, RunStore
+
+    if not (run_dir / DB_NAME).is_file():
+        raise FusekitError(f"{run_dir} is not a fusedata run folder (no {DB_NAME})")
+    with RunStore(run_dir) as store:
+        scoring = recipe_mod.load(recipe).scoring if recipe else (store.get_meta("recipe") or {}).get("scoring") or {}
+        _score(store, scoring)
+
+
+@app.command()
+@user_errors
+def sandbox(
+    file: Annotated[Path, typer.Argument(help="A Python file to run in the code verifier's sandbox.")],
+    tests: Annotated[Optional[Path], typer.Option(help="A file of test asserts to run after it.")] = None,
+    timeout: Annotated[float, typer.Option(help="Wall-clock limit in seconds.")] = 10.0,
+    memory_mb: Annotated[int, typer.Option(help="Address-space limit in MiB.")] = 1024,
+) -> None:
+    """Run one file exactly as the code verifier does and print the result as JSON."""
+    from .verifiers import run_python
+
+    for p in (file, tests):
+        if p is not None and not p.is_file():
+            raise FusekitError(f"file not found: {p}")
+    res = run_python(file.read_text(), tests=tests.read_text() if tests else None, timeout=timeout, memory_mb=memory_mb)
+    print(res.to_json())

@@ -44,6 +44,7 @@ import ast
 import dataclasses
 import errno
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -181,6 +182,9 @@ def _fusekit_harness():
     marker = {marker!r}
     steps = {steps!r}
     solution = {solution!r}
+    import linecache
+    test_lines = {tests_src!r}.splitlines(True)
+    linecache.cache["tests.py"] = (sum(map(len, test_lines)), None, test_lines, "tests.py")
     try:
         os.unlink(__file__)  # the marker lives only in this function from here on
     except OSError:
@@ -230,6 +234,23 @@ def default_python() -> str:
         if os.access(cand, os.X_OK):
             return cand
     return os.path.realpath(sys.executable)
+
+
+@functools.lru_cache(maxsize=1)
+def _work_parent() -> str:
+    """Where work dirs go: the temp dir, if every ancestor is traversable by the sandbox uid."""
+    base = os.path.realpath(tempfile.gettempdir())
+    for cand in (base, "/tmp", "/var/tmp", "/dev/shm"):
+        path, ok = cand, os.path.isdir(cand)
+        while ok and path != "/":
+            try:
+                ok = bool(os.stat(path).st_mode & stat.S_IXOTH)
+            except OSError:
+                ok = False
+            path = os.path.dirname(path)
+        if ok:
+            return cand
+    return base
 
 
 def _is_root() -> bool:
@@ -378,7 +399,7 @@ _COVER_SCRIPT = (
     'while [ "$1" != "--" ]; do '
     f'mount -t tmpfs -o size={_TMPFS_SIZE},mode=1777,nosuid,nodev fusekit-sandbox "$1" || exit 125; shift; done; '
     'shift; mkdir -p "$w" && mount --no-canonicalize --bind /proc/self/fd/3 "$w" || exit 125; '
-    'exec 3<&-; cd "$w" || exit 125; exec "$@"'
+    'exec 3<&-; cd "$w" || exit 125; unset OLDPWD PWD; exec "$@"'
 )
 
 
@@ -459,7 +480,8 @@ def _rlimit_prefix(lim: _Limits, python: str) -> list[str]:
 
 
 def _setpriv_drop(uid: int) -> list[str]:
-    return [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--"]
+    setpriv = shutil.which("setpriv") or "setpriv"
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs", "--"]
 
 
 def _build_command(
@@ -467,7 +489,8 @@ def _build_command(
 ) -> list[str]:
     """The full command line that runs ``argv`` (interpreter + script) in ``layer``."""
     pre = _rlimit_prefix(lim, python)
-    drop = _setpriv_drop(uid) if uid is not None else []
+    # The outer uid drop (bwrap, userns, none): setpriv when installed, else Popen(user=...) in _drive.
+    drop = _setpriv_drop(uid) if uid is not None and shutil.which("setpriv") else []
     if layer == "bwrap":
         cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
         cmd += _bwrap_root_binds(python)
@@ -516,7 +539,12 @@ _warned = False
 
 def _probe_layer(layer: str) -> tuple[bool, str]:
     """Can ``layer`` start a program here, and is the program really unprivileged/isolated?"""
-    needed = {"bwrap": ["bwrap"], "unshare": ["unshare", "setpriv", "mount"], "userns": ["unshare", "mount"], "none": []}
+    needed = {
+        "bwrap": ["bwrap"],
+        "unshare": ["unshare", "setpriv", "mount"],
+        "userns": ["unshare", "mount"],
+        "none": [],
+    }
     if layer == "unshare" and not _is_root():
         return False, "needs root"
     for tool in needed[layer]:
@@ -578,7 +606,10 @@ def _resolve_layer(requested: str | None) -> str:
         layer = req
     else:
         if _auto_layer is None:
-            chosen = next(layer for layer in LAYERS if layer == "none" or layer_available(layer))
+            chosen = next((layer for layer in LAYERS if layer_available(layer)), None)
+            if chosen is None:
+                reasons = "; ".join(f"{x}: {_layer_status(x)[1]}" for x in LAYERS)
+                raise RuntimeError(f"no code sandbox layer can run programs here ({reasons})")
             with _layer_lock:
                 if _auto_layer is None:
                     _auto_layer = chosen
@@ -587,8 +618,8 @@ def _resolve_layer(requested: str | None) -> str:
     if layer == "none" and not _warned:
         _warned = True
         log.warning(
-            "code sandbox: no namespace isolation is available (install bubblewrap or util-linux); "
-            "model-written code runs with rlimits only%s",
+            "code sandbox layer 'none': no namespace isolation (install bubblewrap, or util-linux's "
+            "unshare); model-written code runs with rlimits only%s",
             " as an unprivileged uid" if _is_root() else " as the current user",
         )
     return layer
@@ -651,8 +682,13 @@ def _run(
     try:
         compile(code, "solution.py", "exec")
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as e:
-        return SandboxResult("syntax_error", duration_s=time.monotonic() - t0, isolation=layer,
-                             stderr_tail=f"{type(e).__name__}: {e}"[-output_cap:], reason="code does not compile")  # fmt: skip
+        return SandboxResult(
+            "syntax_error",
+            duration_s=time.monotonic() - t0,
+            isolation=layer,
+            stderr_tail=f"{type(e).__name__}: {e}"[-output_cap:],
+            reason="code does not compile",
+        )
     plan = None
     if tests is not None:
         try:
@@ -662,11 +698,11 @@ def _run(
                                  stderr_tail=f"{type(e).__name__}: {e}", reason="tests do not compile")  # fmt: skip
 
     python = python or default_python()
-    uid = fd = None
-    if _is_root():
-        uid, fd = _LEASES.acquire()
-    work = tempfile.mkdtemp(prefix="fusekit-sbx-")
+    uid = fd = work = None
     try:
+        if _is_root():
+            uid, fd = _LEASES.acquire()
+        work = tempfile.mkdtemp(prefix="fusekit-sbx-", dir=_work_parent())
         if uid is not None:
             os.chown(work, uid, uid)
         os.chmod(work, 0o700)
@@ -678,10 +714,9 @@ def _run(
             solution = os.path.join(work, "solution.py")
             _write(solution, code, uid)
             script = os.path.join(work, f"run_{secrets.token_hex(4)}.py")
-            _write(script, _HARNESS.format(marker=marker, steps=list(plan.steps), solution=solution), uid)
+            harness = _HARNESS.format(marker=marker, steps=list(plan.steps), solution=solution, tests_src=tests)
+            _write(script, harness, uid)
         env = {"PATH": "/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8"}
-        if uid is None and _is_root():  # pragma: no cover - not reachable: root always leases
-            raise RuntimeError("root must lease a uid")
         nproc = max_procs if uid is not None else _count_procs_of(os.getuid()) + max_procs
         lim = _Limits(
             cpu_s=max(1, math.ceil(timeout)) + 1,
@@ -697,13 +732,15 @@ def _run(
             _write(path, stdin, uid)
             stdin_f = open(path, "rb")  # noqa: SIM115 - closed below
         try:
-            rc, timed_out, out, err = _drive(cmd, env=env, cwd=work, stdin=stdin_f, timeout=timeout,
-                                             cap=output_cap, uid=uid, layer=layer)  # fmt: skip
+            popen_user = uid if uid is not None and layer != "unshare" and not shutil.which("setpriv") else None
+            rc, timed_out, out, err = _drive(cmd, env=env, cwd=work, stdin=stdin_f, timeout=timeout, cap=output_cap,
+                                             uid=uid, layer=layer, popen_user=popen_user)  # fmt: skip
         finally:
             if stdin_f is not None:
                 stdin_f.close()
     finally:
-        _rmtree(work)
+        if work is not None:
+            _rmtree(work)
         if fd is not None:
             _LEASES.release(fd)
 
@@ -765,6 +802,7 @@ def _drive(
     cap: int,
     uid: int | None,
     layer: str,
+    popen_user: int | None = None,
 ) -> tuple[int | None, bool, _Tail, _Tail]:
     out, err = _Tail(cap), _Tail(cap)
     start = time.monotonic()
@@ -778,6 +816,7 @@ def _drive(
         cwd=cwd,
         start_new_session=True,
         close_fds=True,
+        **({"user": popen_user, "group": popen_user, "extra_groups": []} if popen_user is not None else {}),
     )
     sel = selectors.DefaultSelector()
     assert proc.stdout is not None and proc.stderr is not None

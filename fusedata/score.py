@@ -1,0 +1,252 @@
+"""Scoring stage of ``fusedata build`` (or ``fusedata score RUN_DIR``): responses → scores.
+
+Each response gets one score per scorer its domain lists — ``math`` (final answer vs
+gold, math-verify), ``code`` (tests run in the sandbox), ``reward`` (the recipe's reward
+model or generative judge). Scores are stored in the run store keyed by (response key,
+scorer); a re-run scores only what is missing. Items that cannot be scored (a math
+prompt with no gold, a code task with no tests) are stored as ``skipped`` with their
+reason, never retried and never silently dropped; transient failures (a timeout in
+math-verify, a judge that returned nothing) are stored with ``error`` and retried.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import FusekitError
+from .records import DOMAINS, Prompt, Response, Score
+from .store import RunStore
+
+DEFAULT_DOMAINS = {"instruction": ["reward"], "math": ["math", "reward"], "code": ["code", "reward"], "zh": ["reward"]}
+DEFAULT_REWARD = {"kind": "judge", "model": "embedded:smollm2-135m"}
+SCORERS = ("math", "code", "reward")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    domains: dict[str, list[str]]
+    reward: dict[str, Any]
+    math: dict[str, Any] = field(default_factory=dict)
+    code: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+
+
+def parse_config(raw: dict[str, Any] | None) -> ScoringConfig:
+    """The recipe's ``scoring:`` block, with the defaults of the FuseChat-3.0 setup."""
+    raw = dict(raw or {})
+    allowed = {"domains", "reward", "math", "code", "batch_size"}
+    for k in raw:
+        if k not in allowed:
+            raise FusekitError(f"recipe: scoring: unknown key '{k}'; allowed: {', '.join(sorted(allowed))}")
+    doms = {**DEFAULT_DOMAINS, **(raw.get("domains") or {})}
+    for d, scorers in doms.items():
+        if d not in DOMAINS:
+            raise FusekitError(f"recipe: scoring.domains: unknown domain '{d}'; known: {', '.join(DOMAINS)}")
+        bad = [s for s in scorers if s not in SCORERS]
+        if bad:
+            raise FusekitError(f"recipe: scoring.domains.{d}: unknown scorer '{bad[0]}'; known: {', '.join(SCORERS)}")
+    for k, keys in (("math", {"timeout", "workers"}), ("code", {"timeout", "workers", "memory_mb"})):
+        for key in raw.get(k) or {}:
+            if key not in keys:
+                raise FusekitError(f"recipe: scoring.{k}: unknown key '{key}'; allowed: {', '.join(sorted(keys))}")
+    return ScoringConfig(doms, raw.get("reward") or DEFAULT_REWARD, raw.get("math") or {}, raw.get("code") or {},
+                         int(raw.get("batch_size", 64)))
+
+
+@dataclass
+class ScoreReport:
+    new: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: list[str] = field(default_factory=list)
+    reward_error: str | None = None
+    isolation: str = ""
+
+
+def _pending(store: RunStore, cfg: ScoringConfig, prompts: dict[str, Prompt], scorer_kind: str,
+             scorer_name: str) -> list[Response]:
+    done = store.scored_keys(scorer_name)
+    return [r for r in store.responses(ok_only=True)
+            if r.prompt_id in prompts and scorer_kind in cfg.domains.get(prompts[r.prompt_id].domain, [])
+            and r.key not in done]
+
+
+def _chunks(xs: list, n: int) -> list[list]:
+    return [xs[i:i + n] for i in range(0, len(xs), n)]
+
+
+def _score(r: Response, scorer: str, value: float | None, label: str | None, detail: dict, error: str | None = None) -> Score:
+    return Score(r.prompt_id, r.model, r.params_hash, r.sample_idx, scorer, value, label, detail, error)
+
+
+def _math_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: ScoringConfig) -> list[Score]:
+    from .verifiers import verify_math_batch
+
+    results = verify_math_batch([(r.text, prompts[r.prompt_id].gold) for r in batch], **cfg.math)
+    out = []
+    for r, res in zip(batch, results):
+        d = res.to_dict()
+        if res.label == "error" and prompts[r.prompt_id].gold is None:
+            out.append(_score(r, "math", None, "skipped", d))
+        elif res.label == "timeout":
+            out.append(_score(r, "math", None, "timeout", d, error=res.reason or "math-verify timed out"))
+        else:
+            out.append(_score(r, "math", 1.0 if res.correct else 0.0, res.label, d))
+    return out
+
+
+def _code_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: ScoringConfig) -> list[Score]:
+    from .verifiers import verify_code_batch
+
+    results = verify_code_batch([(r.text, prompts[r.prompt_id].tests) for r in batch], **cfg.code)
+    out = []
+    for r, res in zip(batch, results):
+        d = res.to_dict()
+        if res.label == "error" and not prompts[r.prompt_id].tests:
+            out.append(_score(r, "code", None, "skipped", d))
+        else:
+            # A timeout is the program's fault (it looped): a final failing score, not an error to retry.
+            ran = res.label in ("passed", "failed") and res.tests_total
+            out.append(_score(r, "code", res.tests_passed / res.tests_total if ran else 0.0, res.label, d))
+    return out
+
+
+def score_run(store: RunStore, cfg: ScoringConfig, console: Console) -> ScoreReport:
+    """Score every response that is missing a score from a scorer its domain lists."""
+    from .generate import progress_bar
+
+    rep = ScoreReport()
+    prompts = {p.id: p for p in store.prompts()}
+    for p in prompts.values():
+        for s in cfg.domains.get(p.domain, []):
+            if s == "math" and p.gold is None:
+                rep.errors.append(f"math prompt {p.id[:12]} ({p.source}) has no gold answer: its responses are skipped")
+            if s == "code" and not p.tests:
+                rep.errors.append(f"code prompt {p.id[:12]} ({p.source}) has no tests: its responses are skipped")
+    with progress_bar(console) as bar:
+        for kind, fn in (("math", _math_scores), ("code", _code_scores)):
+            todo = _pending(store, cfg, prompts, kind, kind)
+            if not todo:
+                continue
+            task = bar.add_task(f"score: {kind}", total=len(todo), tokens=0, failed=0)
+            if kind == "code":
+                from .verifiers import sandbox_isolation
+
+                rep.isolation = sandbox_isolation(detail=True)
+            for batch in _chunks(todo, cfg.batch_size):
+                scores = fn(batch, prompts, cfg)
+                store.put_scores(scores)
+                rep.new[kind] += len(scores)
+                bar.update(task, advance=len(batch), failed=bar.tasks[task].fields["failed"] + sum(s.error is not None for s in scores))
+        reward_domains = {d for d, v in cfg.domains.items() if "reward" in v}
+        if any(p.domain in reward_domains for p in prompts.values()):
+            from .rewards import make_reward
+
+            try:
+                rm = make_reward(cfg.reward)
+            except FusekitError as e:
+                rep.reward_error = f"reward scores not computed: {e}"
+                rm = None
+            if rm is not None:
+                try:
+                    todo = _pending(store, cfg, prompts, "reward", rm.name)
+                    task = bar.add_task(f"score: {rm.name}", total=len(todo), tokens=0, failed=0)
+                    for batch in _chunks(todo, cfg.batch_size):
+                        vals = rm.score_many([(prompts[r.prompt_id].messages, r.text) for r in batch])
+                        errs = getattr(rm, "last_errors", {}) or {}
+                        scores = [
+                            _score(r, rm.name, None, None, {}, error=errs.get(i, "no score"))
+                            if v is None or math.isnan(v) else _score(r, rm.name, float(v), None, {})
+                            for i, (r, v) in enumerate(zip(batch, vals))
+                        ]
+                        store.put_scores(scores)
+                        rep.new["reward"] += len(scores)
+                        bar.update(task, advance=len(batch), failed=bar.tasks[task].fields["failed"] + sum(s.error is not None for s in scores))
+                finally:
+                    rm.close()
+    store.set_meta("scoring", {"reward": cfg.reward, "domains": cfg.domains, "isolation": rep.isolation})
+    return rep
+
+
+def domain_stats(store: RunStore) -> dict[str, dict[str, Any]]:
+    """Per domain: responses, math accuracy, code pass rate, reward distribution."""
+    prompts = {p.id: p for p in store.prompts()}
+    by_dom: dict[str, dict[str, Any]] = {}
+    n_resp: dict[str, int] = defaultdict(int)
+    for r in store.responses(ok_only=True):
+        if r.prompt_id in prompts:
+            n_resp[prompts[r.prompt_id].domain] += 1
+    verdicts: dict[tuple[str, str], list[float]] = defaultdict(list)
+    rewards: dict[str, list[float]] = defaultdict(list)
+    skipped: dict[str, int] = defaultdict(int)
+    for s in store.scores():
+        p = prompts.get(s.prompt_id)
+        if p is None or s.error is not None:
+            continue
+        if s.label == "skipped":
+            skipped[p.domain] += 1
+        elif s.scorer in ("math", "code"):
+            verdicts[(p.domain, s.scorer)].append(1.0 if s.label in ("correct", "passed") else 0.0)
+        elif s.value is not None:
+            rewards[p.domain].append(s.value)
+    for d in sorted(n_resp, key=lambda d: DOMAINS.index(d)):
+        v = rewards.get(d, [])
+        acc = verdicts.get((d, "math")) or verdicts.get((d, "code"))
+        by_dom[d] = {
+            "responses": n_resp[d],
+            "verified": len(acc or []),
+            "accuracy": sum(acc) / len(acc) if acc else None,
+            "skipped": skipped.get(d, 0),
+            "reward_n": len(v),
+            "reward_mean": statistics.fmean(v) if v else None,
+            "reward_std": statistics.pstdev(v) if len(v) > 1 else None,
+            "reward_min": min(v) if v else None,
+            "reward_max": max(v) if v else None,
+        }
+    return by_dom
+
+
+def score_table(stats: dict[str, dict[str, Any]]) -> Table:
+    def f(x: float | None, pct: bool = False) -> str:
+        return "–" if x is None else f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+
+    t = Table(title="fusedata build — scores")
+    for col in ("domain", "responses", "verified", "correct / passed", "skipped", "reward mean", "std", "min", "max"):
+        t.add_column(col, justify="left" if col == "domain" else "right")
+    for d, s in stats.items():
+        t.add_row(d, str(s["responses"]), str(s["verified"]), f(s["accuracy"], True), str(s["skipped"]),
+                  f(s["reward_mean"]), f(s["reward_std"]), f(s["reward_min"]), f(s["reward_max"]))
+    return t
+
+
+def plot_rewards(store: RunStore, path: Path) -> Path | None:
+    """Histogram of reward scores per domain (PNG); None when nothing was scored."""
+    prompts = {p.id: p.domain for p in store.prompts()}
+    vals: dict[str, list[float]] = defaultdict(list)
+    for s in store.scores():
+        if s.scorer not in ("math", "code") and s.value is not None and s.prompt_id in prompts:
+            vals[prompts[s.prompt_id]].append(s.value)
+    if not vals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for d, v in vals.items():
+        ax.hist(v, bins=20, alpha=0.5, label=f"{d} (n={len(v)})")
+    ax.set_xlabel("reward")
+    ax.set_ylabel("responses")
+    ax.set_title("reward distribution per domain")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
