@@ -155,14 +155,16 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console) -> ScoreRep
                 rm = None
             if rm is not None:
                 try:
-                    todo = _pending(store, cfg, prompts, "reward", rm.name)
-                    task = bar.add_task(f"score: {rm.name}", total=len(todo), tokens=0, failed=0)
+                    # A judge's prompt version is part of its scorer name: a new prompt means new scores.
+                    name = rm.name + (f"@{rm.prompt_version}" if getattr(rm, "prompt_version", None) else "")
+                    todo = _pending(store, cfg, prompts, "reward", name)
+                    task = bar.add_task(f"score: {name}", total=len(todo), tokens=0, failed=0)
                     for batch in _chunks(todo, cfg.batch_size):
                         vals = rm.score_many([(prompts[r.prompt_id].messages, r.text) for r in batch])
                         errs = getattr(rm, "last_errors", {}) or {}
                         scores = [
-                            _score(r, rm.name, None, None, {}, error=errs.get(i, "no score"))
-                            if v is None or math.isnan(v) else _score(r, rm.name, float(v), None, {})
+                            _score(r, name, None, None, {}, error=errs.get(i, "no score"))
+                            if v is None or math.isnan(v) else _score(r, name, float(v), None, {})
                             for i, (r, v) in enumerate(zip(batch, vals))
                         ]
                         store.put_scores(scores)

@@ -1,0 +1,175 @@
+"""Hugging Face sequence-classification reward models (Skywork-Reward, ArmoRM, any ``*ForSequenceClassification``).
+
+Each (prompt, response) pair becomes ``prompt + [{"role": "assistant", "content": response}]``
+rendered with the reward model's *own* chat template to text, then tokenised with
+``add_special_tokens=False`` — the template already emits whatever BOS it wants, and adding
+special tokens again would double it. Only when the template emits no BOS but the tokenizer
+normally prepends one is a single BOS put in front.
+
+Items are sorted by length, cut into batches of ``batch_size``, right-padded with an
+attention mask, and scored in ``torch.inference_mode``. Classification heads pool the last
+token that is not ``pad_token_id``, so the model config's pad id is set (the tokenizer's pad
+token, falling back to eos) and padding uses exactly that id: batched scores equal
+one-by-one scores.
+
+The score is ``logits[:, 0]`` (Skywork style) or ``output.score`` (ArmoRM's custom head);
+``output: auto`` takes ``.score`` when the model output has one. A pair longer than
+``max_length`` tokens is truncated keeping its *end* (the response) and its leading BOS;
+how many were truncated is logged as a warning and kept in ``truncated``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .. import models
+from ..errors import FusekitError
+from ..records import Message
+from . import RewardModel
+
+log = logging.getLogger(__name__)
+
+
+def implicit_bos(tokenizer: Any) -> int | None:
+    """The BOS id the tokenizer prepends when asked for special tokens, else None.
+
+    Text rendered by a chat template is tokenised without special tokens; a template that
+    emits no BOS for a tokenizer that normally adds one then gets exactly this one BOS back.
+    """
+    bos = tokenizer.bos_token_id
+    probe = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bos if bos is not None and probe[:1] == [bos] else None
+
+
+def encode_rendered(tokenizer: Any, text: str, bos_id: int | None) -> list[int]:
+    """Ids of chat-template output: no special tokens added, one BOS in front when ``bos_id`` is set."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if bos_id is not None and ids[:1] != [bos_id]:
+        ids = [bos_id, *ids]
+    return ids
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SeqClsReward(RewardModel):
+    def __init__(self, cfg: dict[str, Any], *, model: Any = None, tokenizer: Any = None):
+        """``cfg`` is a validated spec (see ``validate_spec``). ``model``/``tokenizer`` may be
+        passed already loaded (benchmarks, tests); otherwise ``cfg['model']`` is loaded."""
+        import torch
+
+        super().__init__()
+        self.cfg = cfg
+        self.name = cfg.get("name") or f"rm:{cfg['model']}"
+        self.batch_size = int(cfg.get("batch_size") or 8)
+        self.max_length = int(cfg.get("max_length") or 4096)
+        self.output = cfg.get("output") or "auto"
+        self.truncated = 0
+        if model is None or tokenizer is None:
+            model, tokenizer = self._load(cfg)  # sets self.device
+        else:
+            self.device = str(next(model.parameters()).device)
+        self.model, self.tokenizer = model.eval(), tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise FusekitError(f"reward model {cfg['model']} has no chat template; it needs one to render a conversation")
+
+        pad_id = getattr(model.config, "pad_token_id", None)
+        if pad_id is None:
+            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if pad_id is None:
+            raise FusekitError(f"reward model {cfg['model']} has neither a pad nor an eos token; cannot batch it")
+        model.config.pad_token_id = pad_id
+        text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        text_cfg.pad_token_id = pad_id
+        self.pad_id = int(pad_id)
+
+        self.bos_id = implicit_bos(tokenizer)
+        self._torch = torch
+
+    def _load(self, cfg: dict[str, Any]) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        ref = cfg["model"]
+        try:
+            m = models.resolve(ref)
+        except FusekitError as e:
+            raise FusekitError(f"cannot load reward model {ref}: {e}") from None
+        self.device = cfg.get("device") or default_device()
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        kw: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(cfg.get("trust_remote_code"))}
+        if cfg.get("attn_implementation"):
+            kw["attn_implementation"] = cfg["attn_implementation"]
+        try:
+            tok = AutoTokenizer.from_pretrained(m.path, trust_remote_code=kw["trust_remote_code"])
+            model = AutoModelForSequenceClassification.from_pretrained(m.path, **kw)
+        except Exception as e:  # noqa: BLE001 - any loader failure is a model that won't load
+            hint = ""
+            if "LLAMA_INPUTS_DOCSTRING" in str(e):
+                hint = " (ArmoRM's remote code needs transformers 4.x, or a vendored copy patched for transformers 5)"
+            raise FusekitError(f"cannot load reward model {ref}: {type(e).__name__}: {e}{hint}") from None
+        return model.to(self.device), tok
+
+    # ------------------------------------------------------------------ encoding
+    def render(self, prompt: list[Message], response: str) -> str:
+        msgs = [*prompt, {"role": "assistant", "content": response}]
+        return self.tokenizer.apply_chat_template(msgs, tokenize=False)
+
+    def encode(self, prompt: list[Message], response: str) -> tuple[list[int], bool]:
+        """Token ids the model sees for one pair, and whether they were truncated."""
+        ids = encode_rendered(self.tokenizer, self.render(prompt, response), self.bos_id)
+        if len(ids) <= self.max_length:
+            return ids, False
+        if self.bos_id is not None:
+            return [self.bos_id, *ids[len(ids) - self.max_length + 1:]], True
+        return ids[-self.max_length:], True
+
+    # ------------------------------------------------------------------ scoring
+    def score_many(self, items: list[tuple[list[Message], str]]) -> list[float]:
+        self.last_errors = {}
+        if not items:
+            return []
+        encoded = [self.encode(p, r) for p, r in items]
+        n_trunc = sum(t for _, t in encoded)
+        if n_trunc:
+            self.truncated += n_trunc
+            log.warning("%s: %d of %d pairs were longer than max_length=%d tokens and were truncated to their end",
+                        self.name, n_trunc, len(items), self.max_length)
+        order = sorted(range(len(items)), key=lambda i: -len(encoded[i][0]))
+        scores = [float("nan")] * len(items)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            for i, s in zip(idx, self._forward([encoded[i][0] for i in idx])):
+                scores[i] = s
+        return scores
+
+    def _forward(self, seqs: list[list[int]]) -> list[float]:
+        torch = self._torch
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):
+            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[row, : len(s)] = 1
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        return self._extract(out, len(seqs))
+
+    def _extract(self, out: Any, n: int) -> list[float]:
+        score = getattr(out, "score", None)
+        if self.output == "score" or (self.output == "auto" and score is not None):
+            if score is None:
+                raise FusekitError(f"reward model {self.cfg['model']} output has no 'score' field; use output: logits")
+            values = score
+        else:
+            values = out.logits
+        return values.reshape(n, -1)[:, 0].float().cpu().tolist()
+
+    def close(self) -> None:
+        self.model = None
+        if str(getattr(self, "device", "cpu")).startswith("cuda"):
+            self._torch.cuda.empty_cache()
