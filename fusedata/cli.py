@@ -55,6 +55,7 @@ def build(
     n: Annotated[Optional[int], typer.Option(help="Samples per prompt per model (overrides the recipe).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option(help="Max new tokens per response (overrides the recipe).")] = None,
     score: Annotated[bool, typer.Option(help="Score the responses after generating them.")] = True,
+    pairs: Annotated[bool, typer.Option(help="Build the dataset (pairs, folder, card) after scoring.")] = True,
 ) -> None:
     """Generate responses from every source model for every prompt, then score them (resumable: re-run to continue)."""
     from . import recipe as recipe_mod
@@ -84,6 +85,28 @@ def build(
                       + (f"  [red]{failures} failed requests stored; re-run to retry them[/]" if failures else ""))
         if score:
             _score(store, r.scoring)
+            if pairs:
+                try:
+                    _pairs(store, r, method=None)
+                except FusekitError as e:
+                    # Responses and scores are all stored; only the dataset is missing.
+                    console.print(f"[yellow]no dataset written:[/] {e}", highlight=False)
+
+
+def _pairs(store, r, method: Optional[str], out: Optional[Path] = None) -> None:
+    from rich.table import Table
+
+    from .dataset import parse_pairs, write_run_dataset
+
+    cfg = parse_pairs(r.pairs, method)
+    folder, counts = write_run_dataset(store, r, cfg, console, out)
+    t = Table(title=f"fusedata build — dataset ({cfg.method})")
+    for col in ("config", "train", "test"):
+        t.add_column(col, justify="left" if col == "config" else "right")
+    for name, c in counts.items():
+        t.add_row(name, str(c.get("train", 0)), str(c.get("test", 0)))
+    console.print(t)
+    console.print(f"dataset folder: {folder}  (load_dataset(\"{folder}\", \"{next(iter(counts))}\"); card: {folder / 'README.md'})")
 
 
 def _score(store, scoring_raw: dict) -> None:
@@ -120,13 +143,94 @@ def score(
 ) -> None:
     """Score a run's responses (verifiers, reward model); only what is missing is scored."""
     from . import recipe as recipe_mod
+
+    with _open_run(run_dir) as store:
+        scoring = recipe_mod.load(recipe).scoring if recipe else (store.get_meta("recipe") or {}).get("scoring") or {}
+        _score(store, scoring)
+
+
+def _run_recipe(store, recipe: Optional[Path]):
+    from . import recipe as recipe_mod
+
+    if recipe:
+        return recipe_mod.load(recipe)
+    raw = store.get_meta("recipe")
+    if raw is None:
+        raise FusekitError(f"{store.folder} has no stored recipe; pass --recipe")
+    return recipe_mod.parse(raw)
+
+
+def _open_run(run_dir: Path):
     from .store import DB_NAME, RunStore
 
     if not (run_dir / DB_NAME).is_file():
         raise FusekitError(f"{run_dir} is not a fusedata run folder (no {DB_NAME})")
-    with RunStore(run_dir) as store:
-        scoring = recipe_mod.load(recipe).scoring if recipe else (store.get_meta("recipe") or {}).get("scoring") or {}
-        _score(store, scoring)
+    return RunStore(run_dir)
+
+
+@app.command("pairs")
+@user_errors
+def pairs_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fusedata build`.")],
+    method: Annotated[Optional[str], typer.Option(help="fusechat3 | wrpo | fuserl (default: the recipe's).")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="Use this recipe instead of the run's.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Dataset folder (default RUN_DIR/dataset).")] = None,
+) -> None:
+    """Turn a scored run into a dataset folder (parquet configs + card)."""
+    with _open_run(run_dir) as store:
+        _pairs(store, _run_recipe(store, recipe), method, out)
+
+
+@app.command("inspect")
+@user_errors
+def inspect_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `fusedata build`.")],
+    examples: Annotated[int, typer.Option(help="How many example prompts to show.")] = 2,
+) -> None:
+    """Counts, per-source win shares, reward histograms (and a PNG), a few examples."""
+    from rich.table import Table
+
+    from .inspect import examples as pick_examples
+    from .inspect import inspect_run, plot_inspect
+
+    with _open_run(run_dir) as store:
+        stats = inspect_run(store)
+        png = plot_inspect(stats, run_dir / "inspect.png")
+        t = Table(title="per-source win share (best reward per prompt)")
+        t.add_column("domain")
+        models = sorted({m for d in stats["win_share"].values() for m in d.get("shares", {})})
+        for m in models:
+            t.add_column(m, justify="right")
+        for d, w in stats["win_share"].items():
+            t.add_row(d, *(f"{100 * w.get('shares', {}).get(m, 0):.0f}%" for m in models))
+        console.print(t)
+        console.print(f"prompts per domain: {stats['prompts']}  failures: {stats['failures']}")
+        for ex in pick_examples(store, examples):
+            console.print_json(json.dumps(ex, ensure_ascii=False, default=str)[:4000])
+        console.print(f"plot: {png}")
+
+
+@app.command()
+@user_errors
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (its dataset/ is pushed) or a dataset folder.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub dataset repo, e.g. my-org/fusion-mix.")],
+    token: Annotated[Optional[str], typer.Option(help="Hub token (default: HF_TOKEN or the stored login).")] = None,
+    private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
+    exist_ok: Annotated[bool, typer.Option(help="Update the repo if it already exists.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List exactly what would be uploaded; send nothing.")] = False,
+) -> None:
+    """Publish a dataset folder to the Hugging Face Hub (create_repo + upload_folder)."""
+    from .push import push as push_folder
+
+    folder = run_dir / "dataset" if (run_dir / "dataset" / "README.md").is_file() else run_dir
+    res = push_folder(folder, repo_id, token=token, private=private, exist_ok=exist_ok, dry_run=dry_run)
+    if dry_run:
+        console.print(f"[bold]dry run[/]: would upload {len(res['files'])} files from {folder} to {repo_id}:")
+        for f in res["files"]:
+            print(f)
+    else:
+        console.print(f"pushed {len(res['files'])} files to {res.get('url') or repo_id}")
 
 
 @app.command()

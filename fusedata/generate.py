@@ -96,21 +96,27 @@ class GenerationReport:
 
 
 def generate(recipe: Recipe, store: RunStore, console: Console, *, engine_factory=make_engine) -> GenerationReport:
-    """Run every source model over its missing work, writing each batch to the store."""
+    """Run every source model of the recipe over its missing work, writing each batch to the store."""
     prompts = collect_prompts(recipe)
     for m in recipe.models:  # a missing local model fails now, before any model is loaded
         if m.engine.engine != "openai":
             models.resolve(m.engine.model)
     store.put_prompts(prompts)
+    return generate_for(recipe.models, prompts, store, console, engine_factory=engine_factory)
+
+
+def generate_for(specs: tuple[ModelSpec, ...] | list[ModelSpec], prompts: list[Prompt], store: RunStore,
+                 console: Console, *, engine_factory=make_engine) -> GenerationReport:
+    """Generate the missing samples of ``prompts`` from each model (also used for the WRPO target)."""
     rep = GenerationReport(prompts=Counter(p.domain for p in prompts))
-    work = {m.name: work_for(m, prompts, store) for m in recipe.models}
+    work = {m.name: work_for(m, prompts, store) for m in specs}
     with progress_bar(console) as bar:
         tasks = {
             m.name: bar.add_task(m.name, total=sum(len(r.sample_indices) for r in work[m.name]), tokens=0, failed=0,
                                  start=False)
-            for m in recipe.models
+            for m in specs
         }
-        for m in recipe.models:
+        for m in specs:
             if not work[m.name]:
                 continue
             t0 = time.perf_counter()

@@ -50,7 +50,7 @@ def tiny_models(tiny: Path) -> list[dict]:
 
 def test_build_writes_every_response_once_and_a_summary(tmp_path, tiny_llama):
     recipe = write_recipe(tmp_path / "r.yaml", models=tiny_models(tiny_llama))
-    res = run_cli("build", str(recipe))
+    res = run_cli("build", str(recipe), "--no-score")
     assert res.returncode == 0, res.stderr
     out = tmp_path / "run"
     # 10 prompts × (2 + 3) samples
@@ -64,12 +64,12 @@ def test_build_writes_every_response_once_and_a_summary(tmp_path, tiny_llama):
     assert "fusedata build — generation" in res.stderr and "tiny-b" in res.stderr
     # A second run finds nothing to do and changes nothing.
     before = rows(out, "SELECT prompt_id, model, sample_idx, text, updated FROM responses ORDER BY 1, 2, 3")
-    again = run_cli("build", str(recipe))
+    again = run_cli("build", str(recipe), "--no-score")
     assert again.returncode == 0, again.stderr
     assert rows(out, "SELECT prompt_id, model, sample_idx, text, updated FROM responses ORDER BY 1, 2, 3") == before
     assert json.loads((out / "summary.json").read_text())["new_responses"] == {}
     # --domains narrows the run; raising n adds samples without redoing the old ones.
-    more = run_cli("build", str(recipe), "--domains", "math", "--models", "tiny-a", "--n", "3")
+    more = run_cli("build", str(recipe), "--domains", "math", "--models", "tiny-a", "--n", "3", "--no-score")
     assert more.returncode == 0, more.stderr
     assert rows(out, "SELECT COUNT(*) FROM responses WHERE model = 'tiny-a'") == [(25,)]
     assert rows(out, "SELECT text, updated FROM responses WHERE model = 'tiny-a' AND sample_idx < 2 ORDER BY prompt_id, sample_idx") == \
@@ -82,7 +82,7 @@ def test_killed_build_resumes_without_loss_or_duplicates(tmp_path, tiny_llama):
                           domains={"math": ["embedded:math"], "code": ["embedded:code"]})
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "fusedata", "build", str(recipe)], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "fusedata", "build", str(recipe), "--no-score"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, n = time.monotonic() + 120, 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -102,7 +102,7 @@ def test_killed_build_resumes_without_loss_or_duplicates(tmp_path, tiny_llama):
     assert 20 <= len(survivors) < n_prompts * 4
     assert all(len(r) == 4 for r in survivors)
 
-    res = run_cli("build", str(recipe))
+    res = run_cli("build", str(recipe), "--no-score")
     assert res.returncode == 0, res.stderr
     final = rows(out, "SELECT prompt_id, sample_idx, text, updated FROM responses")
     assert len(final) == n_prompts * 4 == len({(p, i) for p, i, _, _ in final})
@@ -115,13 +115,13 @@ def test_failed_requests_are_stored_and_retried_on_the_next_run(tmp_path):
         models = [{"name": "remote", "model": "flaky", "engine": "openai", "base_url": srv.url, "max_retries": 0,
                    "sampling": {"max_tokens": 8, "n": 2}}]
         recipe = write_recipe(tmp_path / "r.yaml", models=models, domains={"math": {"sources": ["embedded:math"], "limit": 3}})
-        res = run_cli("build", str(recipe))
+        res = run_cli("build", str(recipe), "--no-score")
         assert res.returncode == 0, res.stderr
         out = tmp_path / "run"
         assert rows(out, "SELECT COUNT(*), MIN(error), MAX(text IS NULL) FROM responses") == [(6, "HTTP 503: failing on purpose", 1)]
         assert "6 failed requests stored" in res.stderr
         srv.fail_first = 0  # the endpoint recovers
-        res = run_cli("build", str(recipe))
+        res = run_cli("build", str(recipe), "--no-score")
         assert res.returncode == 0, res.stderr
     assert rows(out, "SELECT COUNT(*), COUNT(error), MIN(attempts), MAX(text) FROM responses") == \
         [(6, 0, 2, "The answer is \\boxed{12}.")]
@@ -129,7 +129,7 @@ def test_failed_requests_are_stored_and_retried_on_the_next_run(tmp_path):
 
 def test_bad_input_exits_2_with_one_line_and_keeps_the_run(tmp_path, tiny_llama):
     good = write_recipe(tmp_path / "r.yaml", models=tiny_models(tiny_llama)[:1], domains={"math": {"sources": ["embedded:math"], "limit": 2}})
-    assert run_cli("build", str(good)).returncode == 0
+    assert run_cli("build", str(good), "--no-score").returncode == 0
     out = tmp_path / "run"
     kept = rows(out, "SELECT * FROM responses ORDER BY 1, 2, 3, 4")
     assert len(kept) == 4

@@ -97,13 +97,15 @@ def gather(
     responses: Iterable[Response],
     scores: Iterable[Score],
     reward_scorer: str | None = None,
+    *,
+    keep_truncated: bool = False,
 ) -> CandidateSet:
     """Join records into ``{prompt_id: [Candidate, ...]}`` sorted by (model, sample_idx).
 
     Dropped responses are counted in ``result.dropped`` by reason: ``error`` (failed
     request), ``truncated`` (finish_reason "length"), ``empty`` (blank text),
     ``unknown_prompt`` (no such prompt). Scores with ``error`` set are ignored (not
-    scored). ``reward_scorer=None`` picks the one ``rm:``/``judge:`` scorer present.
+    scored; ``keep_truncated`` keeps "length" finishes). ``reward_scorer=None`` picks the one ``rm:``/``judge:`` scorer present.
     The verifier for a prompt is the scorer named like its domain ("math", "code").
     """
     scores = list(scores)
@@ -127,7 +129,7 @@ def gather(
         if not r.ok:
             out.dropped["error"] += 1
             continue
-        if r.finish_reason == "length":
+        if r.finish_reason == "length" and not keep_truncated:
             out.dropped["truncated"] += 1
             continue
         if not (r.text or "").strip():

@@ -1,0 +1,76 @@
+"""The whole `fusedata build` on tiny models through the CLI: generate → score → pairs → dataset
+folder + card, `fusedata pairs --method wrpo` with the target's own samples, `inspect`, and
+`push` (dry run, then to the loopback fake Hub)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+
+from tests.hub_server import FakeHub
+from tests.test_build import rows, run_cli, write_recipe
+
+
+def test_build_to_dataset_then_wrpo_inspect_and_push(tmp_path, tiny_llama, tiny_rm):
+    models = [
+        {"name": "tiny-a", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3}},
+        {"name": "tiny-b", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3, "seed": 5}},
+    ]
+    recipe = write_recipe(
+        tmp_path / "r.yaml", models=models,
+        domains={"instruction": {"sources": ["embedded:instruction"], "limit": 12}},
+        target={"name": "tiny-target", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3, "seed": 9}},
+        scoring={"reward": {"kind": "seqcls", "model": str(tiny_rm)}},
+        # A random reward model's gaps are tiny: an open window keeps every same-source pair.
+        # The random tiny model never stops by itself: keep its "length" finishes.
+        pairs={"method": "fusechat3", "gap": [0.0, 100.0], "test_fraction": 0.2, "keep_truncated": True},
+    )
+    res = run_cli("build", str(recipe))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = tmp_path / "run"
+    ds = out / "dataset"
+    sft = datasets.load_dataset(str(ds), "sft")
+    dpo = datasets.load_dataset(str(ds), "dpo")
+    n_sft = sum(len(s) for s in sft.values())
+    n_dpo = sum(len(s) for s in dpo.values())
+    assert n_sft + n_dpo == 12 and n_dpo >= 4  # every prompt lands in one split (4:6 on average)
+    row = dpo["train"][0]
+    assert row["prompt"][-1]["role"] == "user" and [m["role"] for m in row["chosen"]] == ["assistant"]
+    assert row["chosen_model"] == row["rejected_model"]  # FuseChat-3.0 pairs come from one source
+    assert row["score_chosen"] > row["score_rejected"]
+    card = (ds / "README.md").read_text()
+    assert "config_name: dpo" in card and str(tmp_path) not in card
+
+    # WRPO: the target samples the preference prompts (stored like any model), then pairs.
+    res = run_cli("pairs", str(out), "--method", "wrpo", "--out", str(tmp_path / "wrpo"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert rows(out, "SELECT COUNT(*) > 0 FROM responses WHERE model = 'tiny-target'") == [(1,)]
+    w = datasets.load_dataset(str(tmp_path / "wrpo"), "wrpo")["train"]
+    assert {"prompt", "chosen_source", "chosen_target", "rejected"} <= set(w.column_names)
+    assert all(r["chosen_target_model"] == "tiny-target" if "chosen_target_model" in r else True for r in w)
+
+    res = run_cli("inspect", str(out), "--examples", "1")
+    assert res.returncode == 0 and (out / "inspect.png").stat().st_size > 1000
+
+    dry = run_cli("push", str(out), "me/mix", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = dry.stdout.split()
+    assert listed[0] == "README.md" and all(p.startswith("data/") for p in listed[1:])
+    # A real upload to the loopback fake Hub (no upload-capable Hub server exists offline).
+    with FakeHub(token="hf_test") as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test"}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            res = run_cli("push", str(out), "me/mix")
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        assert res.returncode == 0, res.stderr[-3000:]
+        got = hub.files("me/mix")
+    assert sorted(got) == listed
+    assert got["README.md"] == (ds / "README.md").read_bytes()
+    assert run_cli("push", str(tmp_path / "nothing"), "me/mix").returncode == 2
+    assert not Path(tmp_path / "nothing").exists()
