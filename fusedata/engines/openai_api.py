@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import time
+from typing import Any
 
 from ..errors import FusekitError
 from ..records import Response, SamplingParams
@@ -72,7 +73,6 @@ class OpenAIEngine:
         return list(await asyncio.gather(*jobs))
 
     async def _one(self, sem: asyncio.Semaphore, req: GenRequest, idx: int, params: SamplingParams) -> Response:
-        o = self._openai
         kw = dict(
             model=self.config.model,
             messages=chat_messages(req.prompt, self.config),
@@ -86,39 +86,48 @@ class OpenAIEngine:
         if params.repetition_penalty != 1.0:
             # Not in the OpenAI API; vLLM reads repetition_penalty, llama.cpp repeat_penalty.
             kw["extra_body"] = {"repetition_penalty": params.repetition_penalty, "repeat_penalty": params.repetition_penalty}
-        last_err = "no attempt made"
-        for attempt in range(self.config.max_retries + 1):
-            t0 = time.perf_counter()
-            try:
-                async with sem:
-                    r = await self.client.chat.completions.create(**kw)
-            except (o.APITimeoutError, o.APIConnectionError) as e:
-                last_err, delay = f"{type(e).__name__}: {e}" + (f" ({e.__cause__})" if e.__cause__ else ""), None
-            except o.APIStatusError as e:
-                body = e.body if isinstance(e.body, dict) else {}
-                last_err = f"HTTP {e.status_code}: {body.get('message') or e.message}"
-                if e.status_code not in RETRYABLE_STATUS:
-                    break
-                delay = _retry_after(e)
+        t0 = time.perf_counter()
+        r, err = await create_with_retries(self.client, sem, kw, self.config.max_retries)
+        if r is not None:
+            choice = r.choices[0] if r.choices else None
+            if choice is None or choice.message.content is None:
+                err = "endpoint returned no message content"
             else:
-                choice = r.choices[0] if r.choices else None
-                if choice is None or choice.message.content is None:
-                    last_err = "endpoint returned no message content"
-                    break
                 usage = r.usage
                 return Response(
                     req.prompt.id, self.config.name, params.hash(), idx, choice.message.content.strip(),
                     choice.finish_reason, usage.prompt_tokens if usage else 0,
                     usage.completion_tokens if usage else 0, None, time.perf_counter() - t0,
                 )
-            if attempt < self.config.max_retries:
-                await asyncio.sleep(delay if delay is not None else min(20.0, 0.5 * 2**attempt) * (0.5 + random.random()))
-        return Response(req.prompt.id, self.config.name, params.hash(), idx, None, error=last_err)
+        return Response(req.prompt.id, self.config.name, params.hash(), idx, None, error=err)
 
     def close(self) -> None:
         if not self.loop.is_closed():
             self.loop.run_until_complete(self.client.close())
             self.loop.close()
+
+
+async def create_with_retries(client: Any, sem: asyncio.Semaphore, kw: dict, max_retries: int) -> tuple[Any, str]:
+    """``chat.completions.create`` under the retry policy: (response, "") or (None, the last error)."""
+    import openai as o
+
+    last_err = "no attempt made"
+    for attempt in range(max_retries + 1):
+        delay = None
+        try:
+            async with sem:
+                return await client.chat.completions.create(**kw), ""
+        except (o.APITimeoutError, o.APIConnectionError) as e:
+            last_err = f"{type(e).__name__}: {e}" + (f" ({e.__cause__})" if e.__cause__ else "")
+        except o.APIStatusError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            last_err = f"HTTP {e.status_code}: {body.get('message') or e.message}"
+            if e.status_code not in RETRYABLE_STATUS:
+                break
+            delay = _retry_after(e)
+        if attempt < max_retries:
+            await asyncio.sleep(delay if delay is not None else min(20.0, 0.5 * 2**attempt) * (0.5 + random.random()))
+    return None, last_err
 
 
 def _retry_after(e: Exception) -> float | None:

@@ -34,6 +34,17 @@ from typing import Any
 from ..errors import FusekitError
 from ..records import Message
 
+
+def right_pad(torch: Any, seqs: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Right-padded ids and attention mask for token-id lists (reward heads pool the last real token)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[row, : len(s)] = 1
+    return ids, mask
+
 KINDS = ("seqcls", "judge", "none")
 
 # key -> default (None: no default; REQUIRED: must be given)

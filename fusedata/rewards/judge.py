@@ -30,15 +30,14 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import random
 import re
 from typing import Any
 
 from .. import models
-from ..engines.openai_api import RETRYABLE_STATUS
+from ..engines.openai_api import create_with_retries
 from ..errors import FusekitError
 from ..records import Message
-from . import RewardModel
+from . import RewardModel, right_pad
 from .seqcls import default_device, encode_rendered, implicit_bos
 
 JUDGE_PROMPT_VERSION = "fusekit-judge-v1"
@@ -171,12 +170,7 @@ class LocalJudge(RewardModel):
     def next_token_logits(self, seqs: list[list[int]]) -> Any:
         """Logits of the token after each sequence, shape (len(seqs), vocab)."""
         torch = self._torch
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[row, : len(s)] = 1
+        ids, mask = right_pad(torch, seqs, self.pad_id)
         last = [len(s) - 1 for s in seqs]
         keep = sorted(set(last))
         ids, mask = ids.to(self.device), mask.to(self.device)
@@ -209,14 +203,6 @@ class LocalJudge(RewardModel):
 
 
 # ====================================================================== over HTTP
-def _retry_after(e: Exception) -> float | None:
-    headers = getattr(getattr(e, "response", None), "headers", None) or {}
-    try:
-        return min(60.0, max(0.0, float(headers.get("retry-after"))))
-    except (TypeError, ValueError):
-        return None
-
-
 def rating_from_choice(choice: Any) -> tuple[float, str | None]:
     """(score, None) from one chat-completion choice, or (nan, reason)."""
     content = choice.message.content if choice.message is not None else None
@@ -305,30 +291,14 @@ class HTTPJudge(RewardModel):
         return list(await asyncio.gather(*(self._one(sem, p, r) for p, r in items)))
 
     async def _one(self, sem: asyncio.Semaphore, prompt: list[Message], response: str) -> tuple[float, str | None]:
-        o = self._openai
         kw = dict(model=self.model_name, messages=judge_messages(prompt, response), max_tokens=1, temperature=0,
                   logprobs=True, top_logprobs=TOP_LOGPROBS)
-        last_err = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            delay = None
-            try:
-                async with sem:
-                    r = await self.client.chat.completions.create(**kw)
-            except (o.APITimeoutError, o.APIConnectionError) as e:
-                last_err = f"{type(e).__name__}: {e}" + (f" ({e.__cause__})" if e.__cause__ else "")
-            except o.APIStatusError as e:
-                body = e.body if isinstance(e.body, dict) else {}
-                last_err = f"HTTP {e.status_code}: {body.get('message') or e.message}"
-                if e.status_code not in RETRYABLE_STATUS:
-                    break
-                delay = _retry_after(e)
-            else:
-                if not r.choices:
-                    return float("nan"), "endpoint returned no choices"
-                return rating_from_choice(r.choices[0])
-            if attempt < self.max_retries:
-                await asyncio.sleep(delay if delay is not None else min(20.0, 0.5 * 2**attempt) * (0.5 + random.random()))
-        return float("nan"), last_err
+        r, err = await create_with_retries(self.client, sem, kw, self.max_retries)
+        if r is None:
+            return float("nan"), err
+        if not r.choices:
+            return float("nan"), "endpoint returned no choices"
+        return rating_from_choice(r.choices[0])
 
     def close(self) -> None:
         if not self.loop.is_closed():

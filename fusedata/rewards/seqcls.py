@@ -26,7 +26,7 @@ from typing import Any
 from .. import models
 from ..errors import FusekitError
 from ..records import Message
-from . import RewardModel
+from . import RewardModel, right_pad
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +149,7 @@ class SeqClsReward(RewardModel):
 
     def _forward(self, seqs: list[list[int]]) -> list[float]:
         torch = self._torch
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):
-            ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-            mask[row, : len(s)] = 1
+        ids, mask = right_pad(torch, seqs, self.pad_id)
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
         return self._extract(out, len(seqs))
