@@ -14,12 +14,16 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 
-def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                 softcap: float | None = None) -> torch.Tensor:
     logits = (hidden @ weight.t()).float()
+    if softcap:  # Gemma 2 style final-logit soft-capping
+        logits = torch.tanh(logits / softcap) * softcap
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
+def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = 1024,
+                softcap: float | None = None) -> torch.Tensor:
     """log p(targets[i] | hidden[i]) for hidden [N, H], weight [V, H], targets [N] → [N] (fp32)."""
     if hidden.shape[0] != targets.shape[0]:
         raise ValueError(f"hidden has {hidden.shape[0]} positions but targets has {targets.shape[0]}")
@@ -27,9 +31,9 @@ def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
         if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-            out.append(checkpoint(_chunk_logps, h, weight, t, use_reentrant=False))
+            out.append(checkpoint(_chunk_logps, h, weight, t, softcap, use_reentrant=False))
         else:
-            out.append(_chunk_logps(h, weight, t))
+            out.append(_chunk_logps(h, weight, t, softcap))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 

@@ -1,0 +1,333 @@
+"""A training recipe: YAML → typed dataclasses, with dotted ``key=value`` overrides.
+
+A recipe has six sections (``method`` is a plain string)::
+
+    method: wrpo                 # sft | fusesft | dpo | simpo | wrpo | fusepo | rloo
+    model:  {name, reference, precision, gradient_checkpointing, attn_implementation, lora}
+    data:   {path, config, split, max_length, max_prompt_length, limit, on_empty}
+    loss:   {beta, label_smoothing, normalize, gamma, gamma_beta_ratio, alpha, alpha_schedule,
+             base, reference, sft_normalize}
+    train:  {epochs, max_steps, batch_size, grad_accum, lr, scheduler, warmup_ratio, weight_decay,
+             adam_betas, max_grad_norm, seed, packing, logps_chunk, distributed}
+    output: {dir, save_every, keep_checkpoints, tensorboard}
+
+Every key has a default (see the dataclasses below); an unknown key or a wrong type is a
+:class:`~fusedata.errors.FusekitError` naming the key, so the CLI exits 2 before any model
+loads. The resolved config is saved with every checkpoint and hashed into resume checks.
+
+SimPO margin: ``loss.gamma`` is the **absolute** margin (TRL's ``simpo_gamma``);
+``loss.gamma_beta_ratio`` (the SimPO repository's convention) is converted with
+``gamma = ratio * beta``. Give one or the other, not both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from fusedata.errors import FusekitError
+
+from .losses import gamma_from_ratio
+
+METHODS = ("sft", "fusesft", "dpo", "simpo", "wrpo", "fusepo", "rloo")
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"
+    # Merge the adapter into the base weights for the final model folder (a plain HF model);
+    # false saves the adapter folder instead.
+    merge: bool = True
+
+
+@dataclass
+class ModelConfig:
+    name: str = "embedded:smollm2-135m"
+    # Reference model for DPO/WRPO/FusePO; null means the starting policy (the usual setup:
+    # the SFT checkpoint is both the initial policy and the reference).
+    reference: Optional[str] = None
+    # auto: bf16 autocast over fp32 weights on CUDA, fp32 on CPU.
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    attn_implementation: Optional[str] = None
+    lora: Optional[LoraConfig] = None
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    # Dataset config name (fusedata folders: sft, dpo, wrpo, fuserl_sft, fuserl_po);
+    # null picks the one the method reads.
+    config: Optional[str] = None
+    split: str = "train"
+    max_length: int = 1024
+    max_prompt_length: int = 512
+    limit: Optional[int] = None
+    # A response that truncation leaves empty: "error" stops before training, "drop" drops
+    # the example and counts it.
+    on_empty: str = "error"
+
+
+@dataclass
+class LossConfig:
+    beta: Optional[float] = None
+    label_smoothing: float = 0.0
+    # Sequence reduction for DPO/WRPO/FusePO: "sum" (DPO) or "mean" (length-normalised DPO).
+    normalize: str = "sum"
+    gamma: Optional[float] = None
+    gamma_beta_ratio: Optional[float] = None
+    alpha: float = 0.1
+    alpha_schedule: str = "linear"
+    # WRPO / FusePO base objective: "dpo" (reference, summed or mean log-probs) or "simpo".
+    base: str = "dpo"
+    # precompute (default where a reference is needed) | live | none
+    reference: Optional[str] = None
+    # SFT loss normalisation: "token" (all response tokens of the step weigh the same) or
+    # "response" (per-response mean, then weighted; FuseSFT's default).
+    sft_normalize: Optional[str] = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    batch_size: int = 2
+    grad_accum: int = 1
+    lr: float = 5e-7
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    adam_betas: list = field(default_factory=lambda: [0.9, 0.999])
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    packing: bool = False
+    logps_chunk: int = 1024
+    # auto: DDP for world size > 1 (FSDP2 when asked); none on one process.
+    distributed: str = "auto"
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs/train"
+    # Checkpoint every N optimizer steps (0: only the final model).
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    method: str = "dpo"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self, *, skip: tuple[str, ...] = ()) -> str:
+        """sha256 of the resolved config; ``skip`` drops dotted keys (run-control knobs)."""
+        d = self.to_dict()
+        for key in skip:
+            sect, _, name = key.partition(".")
+            d.get(sect, {}).pop(name, None) if name else d.pop(sect, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def gamma(self) -> float:
+        """The absolute SimPO margin, whichever convention the recipe used."""
+        if self.loss.gamma_beta_ratio is not None:
+            return gamma_from_ratio(self.loss.beta, self.loss.gamma_beta_ratio)
+        return float(self.loss.gamma or 0.0)
+
+    @property
+    def reference_mode(self) -> str:
+        """precompute | live | none, after the method's default."""
+        return self.loss.reference or ("none" if not needs_reference(self) else "precompute")
+
+    @property
+    def sft_normalize(self) -> str:
+        return self.loss.sft_normalize or ("response" if self.method == "fusesft" else "token")
+
+
+def needs_reference(cfg: Config) -> bool:
+    return cfg.method in ("dpo", "wrpo", "fusepo") and cfg.loss.base == "dpo"
+
+
+# Default beta per method and reduction: summed log-ratios want ~0.01-0.1, per-token means ~2-10.
+_DEFAULT_BETA = {"dpo": 0.1, "wrpo": 0.01, "fusepo": 0.1, "simpo": 2.0}
+_MEAN_BETA = 10.0
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_type(value, args[0], where)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is list or origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise FusekitError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+    if isinstance(value, bool) and hint is not bool:
+        raise FusekitError(f"{where}: expected {hint.__name__}, got {value!r}")
+    if hint is float and isinstance(value, str):
+        try:  # YAML reads 5e-7 (no dot) as a string
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, hint):
+        raise FusekitError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise FusekitError(f"{where}: expected a mapping, got {raw!r}")
+    hints = _hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in hints:
+            near = difflib.get_close_matches(str(key), hints, n=1)
+            tip = f" (did you mean '{near[0]}'?)" if near else f"; allowed: {', '.join(hints)}"
+            raise FusekitError(f"{where}: unknown key '{key}'{tip}")
+        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
+    if value not in allowed:
+        near = difflib.get_close_matches(str(value), allowed, n=1)
+        tip = f" (did you mean '{near[0]}'?)" if near else ""
+        raise FusekitError(f"{where}: unknown value {value!r}{tip}; expected one of {', '.join(allowed)}")
+
+
+def validate(cfg: Config) -> Config:
+    """Check choices and ranges, fill method defaults (beta); return ``cfg``."""
+    _choice(cfg.method, METHODS, "method")
+    _choice(cfg.model.precision, ("auto", "fp32", "bf16"), "model.precision")
+    _choice(cfg.loss.normalize, ("sum", "mean"), "loss.normalize")
+    _choice(cfg.loss.alpha_schedule, ("linear", "fixed"), "loss.alpha_schedule")
+    _choice(cfg.loss.base, ("dpo", "simpo"), "loss.base")
+    _choice(cfg.train.scheduler, ("cosine", "linear", "constant"), "train.scheduler")
+    _choice(cfg.train.distributed, ("auto", "none", "ddp", "fsdp2"), "train.distributed")
+    _choice(cfg.data.on_empty, ("error", "drop"), "data.on_empty")
+    if cfg.loss.reference is not None:
+        _choice(cfg.loss.reference, ("precompute", "live", "none"), "loss.reference")
+    if cfg.loss.sft_normalize is not None:
+        _choice(cfg.loss.sft_normalize, ("token", "response"), "loss.sft_normalize")
+    if cfg.method in ("simpo",) and cfg.loss.base != "dpo":
+        raise FusekitError("loss.base only applies to wrpo and fusepo")
+    if needs_reference(cfg) and cfg.reference_mode == "none":
+        raise FusekitError(f"method {cfg.method} with base dpo needs a reference; "
+                           "set loss.reference to precompute or live (or loss.base: simpo)")
+    if cfg.loss.beta is None and cfg.method in _DEFAULT_BETA:
+        simpo_like = cfg.method == "simpo" or cfg.loss.base == "simpo"
+        cfg.loss.beta = _DEFAULT_BETA["simpo"] if simpo_like else (
+            _MEAN_BETA if cfg.loss.normalize == "mean" else _DEFAULT_BETA[cfg.method])
+    if cfg.loss.beta is not None and not cfg.loss.beta > 0:
+        raise FusekitError(f"loss.beta must be > 0, got {cfg.loss.beta}")
+    if cfg.loss.gamma is not None and cfg.loss.gamma_beta_ratio is not None:
+        raise FusekitError("give loss.gamma (absolute margin) or loss.gamma_beta_ratio (gamma/beta), not both")
+    if not 0.0 <= cfg.loss.label_smoothing <= 0.5:
+        raise FusekitError(f"loss.label_smoothing must be in [0, 0.5], got {cfg.loss.label_smoothing}")
+    if not 0.0 <= cfg.loss.alpha <= 1.0:
+        raise FusekitError(f"loss.alpha must be in [0, 1], got {cfg.loss.alpha}")
+    if not cfg.data.path:
+        raise FusekitError("data.path is required (a fusedata dataset folder, a parquet/jsonl file or a Hub id)")
+    if cfg.data.max_prompt_length >= cfg.data.max_length:
+        raise FusekitError(f"data.max_prompt_length ({cfg.data.max_prompt_length}) must be smaller than "
+                           f"data.max_length ({cfg.data.max_length}) or responses truncate to nothing")
+    for key in ("batch_size", "grad_accum", "logps_chunk"):
+        if getattr(cfg.train, key) < 1:
+            raise FusekitError(f"train.{key} must be >= 1")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 1:
+        raise FusekitError("train.max_steps must be >= 1")
+    if not cfg.train.lr > 0:
+        raise FusekitError(f"train.lr must be > 0, got {cfg.train.lr}")
+    if len(cfg.train.adam_betas) != 2:
+        raise FusekitError("train.adam_betas must be two numbers")
+    return cfg
+
+
+def parse(raw: Any) -> Config:
+    """A validated :class:`Config` from a parsed YAML mapping."""
+    return validate(_build(Config, raw, ""))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw recipe mapping."""
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise FusekitError(f"override {item!r}: expected key=value, e.g. loss.beta=0.1")
+        node = out
+        *parents, last = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise FusekitError(f"override {item!r}: {p} is not a section")
+        node[last] = _parse_value(value)
+    return out
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe file: a path, or the name of a packaged recipe in ``trainer/recipes/``."""
+    p = Path(name).expanduser()
+    if p.is_file():
+        return p
+    packaged = RECIPES_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if packaged.is_file():
+        return packaged
+    known = sorted(f.stem for f in RECIPES_DIR.glob("*.yaml"))
+    near = difflib.get_close_matches(name, known, n=1)
+    tip = f" (did you mean '{near[0]}'?)" if near else ""
+    raise FusekitError(f"recipe not found: {name}{tip}; packaged recipes: {', '.join(known)}")
+
+
+def load(name: str, overrides: list[str] | None = None) -> Config:
+    """Read a recipe file (or packaged recipe name), apply overrides, validate."""
+    path = recipe_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise FusekitError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise FusekitError(f"{path}: a recipe is a mapping of sections")
+    return parse(apply_overrides(raw, overrides or []))

@@ -1,0 +1,105 @@
+"""Reference log-probs, computed once before training and cached on disk.
+
+One pass of the frozen reference over the tokenized data (dropout off, no grad, the same
+collator as training) stores every response's **summed** log-prob; per-token means follow
+from the token counts the loop already has. The cache file is keyed by a hash of the
+reference model's identity and the tokenized examples (which already encode the tokenizer,
+chat template, truncation and data), so a changed model or dataset never reads stale values.
+
+Across ranks each process computes the examples ``i % world == rank`` into a tensor filled
+with −inf, an all-reduce MAX merges them (correct only because of the −inf fill), and a
+missing value is an error, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
+
+from fusedata.models import ModelRef, cache_dir
+
+from .data import Example, collate
+from .model import SequenceLogps
+
+
+def model_identity(ref: ModelRef) -> str:
+    """The model's path plus the size and mtime of its weight files (a Hub id stands for itself)."""
+    p = Path(ref.path)
+    if not p.is_dir():
+        return ref.path
+    files = sorted(f for f in p.iterdir() if f.suffix in (".safetensors", ".bin", ".json"))
+    return "|".join([str(p.resolve())] + [f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files])
+
+
+def cache_key(ref: ModelRef, data_fingerprint: str, precision: str) -> str:
+    return hashlib.sha256(f"{model_identity(ref)}\n{data_fingerprint}\n{precision}".encode()).hexdigest()[:24]
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / "reference_logps" / f"{key}.safetensors"
+
+
+def _flat_offsets(examples: list[Example]) -> list[int]:
+    offsets = [0]
+    for ex in examples:
+        offsets.append(offsets[-1] + len(ex.responses))
+    return offsets
+
+
+def compute(forward: SequenceLogps, examples: list[Example], pad_id: int, batch_size: int, device: torch.device,
+            packing: bool, rank: int = 0, world: int = 1, console=None) -> torch.Tensor:
+    """Summed reference log-probs of every response, flat in example order."""
+    offsets = _flat_offsets(examples)
+    values = torch.full((offsets[-1],), float("-inf"), dtype=torch.float32, device=device)
+    mine = [ex for ex in examples if ex.index % world == rank]
+    was_training = forward.training
+    forward.eval()
+    with torch.no_grad(), Progress(console=console, transient=True, disable=rank != 0) as bar:
+        task = bar.add_task("reference log-probs", total=len(mine))
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
+            sums, _, _ = forward(**collate(chunk, pad_id, packing).to(device).inputs())
+            at = 0
+            for ex in chunk:
+                n = len(ex.responses)
+                values[offsets[ex.index]:offsets[ex.index] + n] = sums[at:at + n].float()
+                at += n
+            bar.advance(task, len(chunk))
+    forward.train(was_training)
+    if world > 1:
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    if torch.isinf(values).any():
+        missing = int(torch.isinf(values).sum())
+        raise RuntimeError(f"reference log-probs missing for {missing} responses after the all-reduce")
+    return values.cpu()
+
+
+def load_or_compute(key: str, forward: SequenceLogps, examples: list[Example], pad_id: int, batch_size: int,
+                    device: torch.device, packing: bool, rank: int = 0, world: int = 1, console=None
+                    ) -> tuple[torch.Tensor, bool]:
+    """(flat summed log-probs, whether they came from the cache)."""
+    path = cache_path(key)
+    n = sum(len(ex.responses) for ex in examples)
+    if path.is_file():
+        values = load_file(str(path))["sums"]
+        if values.numel() == n:
+            return values, True
+    values = compute(forward, examples, pad_id, batch_size, device, packing, rank, world, console)
+    if rank == 0:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({"sums": values.contiguous()}, str(tmp), metadata={"key": key})
+        os.replace(tmp, path)
+    return values, False
+
+
+def per_example(values: torch.Tensor, examples: list[Example]) -> list[torch.Tensor]:
+    """Split the flat tensor into one tensor of response sums per example (by example index)."""
+    offsets = _flat_offsets(examples)
+    return [values[offsets[i]:offsets[i + 1]] for i in range(len(examples))]
