@@ -4,8 +4,7 @@ Expected values are written out by hand from small numbers and evaluated with
 ``math`` (never by routing the same formula through torch), so a sign, a
 misplaced beta or a wrong gamma convention shows up as a numeric mismatch.
 
-TODO: cross-check dpo_loss / simpo_loss against TRL's own loss functions once
-trl is part of the ``dev`` extra (it is not installed today).
+``test_trl_*`` put the same numbers through TRL's own DPO and SimPO losses.
 """
 
 from __future__ import annotations
@@ -425,3 +424,82 @@ def test_large_margins_are_stable() -> None:
     assert losses[1].item() == pytest.approx(1e4, rel=1e-6)
     losses.sum().backward()
     assert torch.isfinite(big.grad).all()
+
+
+# --------------------------------------------------------------------------- #
+# TRL cross-check: the same log-prob numbers through TRL's own losses
+# --------------------------------------------------------------------------- #
+
+POLICY_C, POLICY_R = [-10.0, -5.0, -31.5, -7.25], [-12.0, -4.0, -30.0, -9.0]
+REF_C, REF_R = [-11.0, -5.0, -33.0, -7.0], [-11.5, -5.0, -29.0, -8.5]
+
+
+def _trl_dpo(tmp_path, tiny_llama, loss_type: str, beta: float, counts: list[int] | None = None) -> torch.Tensor:
+    """TRL DPOTrainer's loss (mean over pairs) with its model replaced by fixed per-token log-probs.
+
+    The sequence log-probs are put on the first completion token, so TRL's masked sum (and, for
+    ``sigmoid_norm``, its division by the completion length) sees exactly our numbers.
+    """
+    from types import SimpleNamespace
+
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    ds = datasets.Dataset.from_list([{"prompt": "q", "chosen": " a", "rejected": " b"}] * 2)
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), beta=beta, loss_type=[loss_type], report_to=[], use_cpu=True,
+                     precompute_ref_log_probs=False, per_device_train_batch_size=2)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    n, width = len(POLICY_C), 8
+    counts = counts or [4] * (2 * n)
+    mask = torch.zeros(2 * n, width, dtype=torch.long)
+    for i, c in enumerate(counts):
+        mask[i, 1:1 + c] = 1
+    logps = torch.zeros(2 * n, width - 1, dtype=torch.float64)
+    logps[:, 0] = torch.tensor(POLICY_C + POLICY_R, dtype=torch.float64)
+    zeros = torch.zeros(2 * n, width - 1)
+    out = SimpleNamespace(log_probs=logps, entropy=zeros, mean_logits=zeros, is_top1=zeros.bool())
+    trainer.precompute_ref_logps = True  # take our reference numbers from the batch
+    inputs = {"input_ids": torch.ones(2 * n, width, dtype=torch.long), "attention_mask": torch.ones(2 * n, width),
+              "completion_mask": mask, "ref_chosen_logps": torch.tensor(REF_C, dtype=torch.float64),
+              "ref_rejected_logps": torch.tensor(REF_R, dtype=torch.float64)}
+    return trainer._compute_loss(lambda **kw: out, inputs, False)
+
+
+def test_trl_dpo_loss_matches(tmp_path, tiny_llama) -> None:
+    pytest.importorskip("trl")
+    ours = dpo_loss(t(*POLICY_C), t(*POLICY_R), t(*REF_C), t(*REF_R), beta=0.1).losses.mean()
+    assert float(_trl_dpo(tmp_path, tiny_llama, "sigmoid", 0.1)) == pytest.approx(float(ours), abs=1e-6)
+
+
+def test_trl_length_normalised_dpo_matches(tmp_path, tiny_llama) -> None:
+    pytest.importorskip("trl")
+    counts = [4, 2, 7, 3, 5, 1, 6, 2]  # chosen lengths, then rejected lengths
+    nc, nr = t(*counts[:4]), t(*counts[4:])
+    ours = dpo_loss(t(*POLICY_C) / nc, t(*POLICY_R) / nr, t(*REF_C) / nc, t(*REF_R) / nr, beta=10.0).losses.mean()
+    got = _trl_dpo(tmp_path, tiny_llama, "sigmoid_norm", 10.0, counts)
+    assert float(got) == pytest.approx(float(ours), abs=1e-6)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_trl_simpo_loss_matches(label_smoothing: float) -> None:
+    pytest.importorskip("trl")
+    from types import SimpleNamespace
+
+    from trl.experimental.cpo import CPOTrainer
+
+    c, r = t(-1.2, -0.4, -2.0, -0.9), t(-1.5, -0.3, -2.6, -0.8)
+    beta, gamma = 2.5, 0.8
+    # cpo_loss only reads these attributes; TRL takes the absolute gamma (simpo_gamma).
+    fake = SimpleNamespace(alpha=0.0, loss_type="simpo", beta=beta, simpo_gamma=gamma, label_smoothing=label_smoothing,
+                           accelerator=SimpleNamespace(device="cpu"))
+    trl_losses, trl_c, trl_r = CPOTrainer.cpo_loss(fake, c, r)
+    ours = simpo_loss(c, r, beta=beta, gamma=gamma, label_smoothing=label_smoothing)
+    close(ours.losses, trl_losses.tolist(), tol=1e-6)
+    close(ours.chosen_rewards, trl_c.tolist(), tol=1e-6)
+    close(ours.rejected_rewards, trl_r.tolist(), tol=1e-6)
+    # The SimPO repository's gamma/beta ratio gives the same loss after conversion.
+    ratio = simpo_loss(c, r, beta=beta, gamma=gamma_from_ratio(beta, gamma / beta), label_smoothing=label_smoothing)
+    close(ratio.losses, trl_losses.tolist(), tol=1e-6)
