@@ -228,3 +228,69 @@ def test_lr_schedule_warmup_then_cosine_to_zero():
     assert lr_factor(6, 10, 2, "cosine") == pytest.approx(0.5)
     assert lr_factor(10, 10, 2, "linear") == pytest.approx(0.0)
     assert lr_factor(7, 10, 0, "constant") == 1.0
+
+
+# --------------------------------------------------------------------------- fusedata folders
+
+
+def _fusedata_folder(tmp_path: Path) -> Path:
+    from fusedata.pairs import to_trl_rows, wrpo_quadruple_rows
+    from fusedata.publish import write_dataset
+    from fusedata.records import Pair
+
+    def msg(text: str) -> dict:
+        return {"role": "assistant", "content": text}
+
+    prompt = [{"role": "user", "content": "What is 7 + 5?"}]
+    sft = [Pair(f"p{i}", "math", "wrpo", prompt, [msg(f"It is 12 ({i}).")], chosen_models=["a"], chosen_scores=[0.9],
+                meta={"source_dataset": "embedded:math"}) for i in range(4)]
+    wrpo = [Pair(f"q{i}", "math", "wrpo", prompt, [msg("12."), msg(f"Twelve ({i}).")], [msg("13.")], ["a", "t"], ["t"],
+                 [0.9, 0.7], [0.1]) for i in range(4)]
+    dpo = [Pair(f"d{i}", "math", "fusechat3", prompt, [msg("12.")], [msg(f"13 ({i}).")], ["a"], ["a"], [0.9], [0.2],
+                meta={"source_dataset": "embedded:math"}) for i in range(4)]
+    # FuseRL: per-source pairs (fusepo) and top-m weighted responses (fusesft) share prompt ids.
+    po = [Pair(f"f{i // 2}", "math", "fuserl-po", prompt, [msg(f"12 ({i}).")], [msg("13.")], [f"s{i % 2}"],
+               [f"s{i % 2}"], [0.9], [0.1], [0.5], {}) for i in range(4)]
+    fsft = [Pair(f"f{i // 2}", "math", "fuserl-sft", prompt, [msg(f"12 ({i}).")], chosen_models=[f"s{i % 2}"],
+                 chosen_scores=[0.9 - i / 10], weights=[0.6 if i % 2 == 0 else 0.4], meta={}) for i in range(4)]
+    configs = {"sft": {"train": to_trl_rows(sft, "sft")}, "wrpo": {"train": wrpo_quadruple_rows(wrpo)},
+               "dpo": {"train": to_trl_rows(dpo, "preference")},
+               "fuserl_po": {"train": to_trl_rows(po, "preference")}, "fuserl_sft": {"train": to_trl_rows(fsft, "sft")}}
+    return write_dataset(tmp_path / "dataset", configs, card_info={"pretty_name": "trainer check"})
+
+
+def test_every_method_trains_from_a_fusedata_folder(tiny_llama, tmp_path):
+    from trainer.loop import prepare_examples
+
+    folder = _fusedata_folder(tmp_path)
+    expect = {"sft": (4, 1), "wrpo": (4, 3), "dpo": (4, 2), "simpo": (4, 2), "fusepo": (2, 4), "fusesft": (2, 2),
+              "rloo": (2, 2)}
+    tok = pytest.importorskip("transformers").AutoTokenizer.from_pretrained(tiny_llama)
+    for method, (n, r) in expect.items():
+        cfg = config.parse({"method": method, "model": {"name": str(tiny_llama)}, "data": {"path": str(folder)},
+                            "output": {"dir": str(tmp_path / method)}})
+        examples, report = prepare_examples(cfg, tok)
+        assert len(examples) == n and all(len(ex.responses) == r for ex in examples), method
+        assert report["config"] == {"simpo": "dpo", "fusepo": "fuserl_po", "fusesft": "fuserl_sft",
+                                    "rloo": "fuserl_sft"}.get(method, method)
+    cfg = config.parse({"method": "wrpo", "model": {"name": str(tiny_llama)}, "data": {"path": str(folder)},
+                        "train": {"max_steps": 2, "lr": 1e-3}, "output": {"dir": str(tmp_path / "w"), "tensorboard": False}})
+    summary = train(cfg)
+    assert summary["examples"] == 4 and summary["steps"] == 2
+
+
+def test_gradient_checkpointing_changes_memory_not_numbers(tiny_llama, tmp_path):
+    a = run(tiny_llama, tmp_path, "dpo", "plain")
+    b = run(tiny_llama, tmp_path, "dpo", "ckpt", model={"gradient_checkpointing": True})
+    assert_same_run(a, b, keys=("loss", "grad_norm"), tol=1e-6)
+
+
+def test_lora_with_live_reference_uses_the_adapter_free_base(tiny_llama, tmp_path):
+    pytest.importorskip("peft")
+    rows = run(tiny_llama, tmp_path, "dpo", "lora", model={"lora": {"r": 4, "alpha": 8}},
+               loss={"reference": "live"}, train={"lr": 1e-2})
+    # LoRA's B starts at zero, so step 0 is ln 2 against the adapter-disabled reference; then it learns.
+    assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert rows[-1]["loss"] != pytest.approx(math.log(2), abs=1e-4)
+    summary = json.loads((tmp_path / "lora" / "summary.json").read_text())
+    assert summary["trainable_parameters"] < summary["parameters"] / 5
