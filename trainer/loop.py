@@ -8,8 +8,8 @@
 Distributed runs use plain ``torch.distributed`` as set up by ``torchrun`` or
 ``accelerate launch`` (both export RANK / WORLD_SIZE / LOCAL_RANK): DDP by default, FSDP2
 (``train.distributed: fsdp2``) for models that do not fit replicated. The data order is a
-pure function of (seed, epoch, step), so a resumed run sees exactly the batches the
-uninterrupted one would have, whatever the world size.
+pure function of (seed, epoch, step, global batch), so a resumed run sees exactly the batches the
+uninterrupted one would have, whatever the world size, as long as the global batch is kept.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ from .model import (
 )
 from .objectives import denominator, micro_batch_terms
 
-# Keys whose change does not change the training trajectory (a resume may alter them).
-RUN_CONTROL = ("output",)
+# Keys whose change does not change the training trajectory (a resume may alter them): run control,
+# and how a step's global batch is split over ranks and micro-batches (the global batch itself is
+# checked on resume instead, so a run can continue on another number of processes).
+RUN_CONTROL = ("output", "train.batch_size", "train.grad_accum", "train.distributed")
 
 
 # --------------------------------------------------------------------------- #
@@ -152,7 +154,7 @@ def _options():
 
 
 def save_checkpoint(folder: Path, step: int, wrapped: torch.nn.Module, optimizer, scheduler, cfg: Config,
-                    rank: int, keep: int) -> None:
+                    rank: int, keep: int, global_batch: int) -> None:
     """Write ``checkpoints/step-N`` (all ranks take part in gathering, rank 0 writes, atomically)."""
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -167,7 +169,8 @@ def save_checkpoint(folder: Path, step: int, wrapped: torch.nn.Module, optimizer
                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}},
                    tmp / "state.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step, "config_digest": cfg.digest(skip=RUN_CONTROL),
-                                                    "config": cfg.to_dict()}, indent=1, default=str))
+                                                    "global_batch": global_batch, "config": cfg.to_dict()},
+                                                   indent=1, default=str))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in sorted(folder.glob("step-*"))[:-keep] if keep > 0 else []:
@@ -181,13 +184,23 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, wrapped: torch.nn.Module, optimizer, scheduler, cfg: Config) -> int:
-    from torch.distributed.checkpoint.state_dict import set_state_dict
-
+def check_resumable(path: Path, cfg: Config, global_batch: int) -> None:
+    """Refuse a checkpoint this run would not continue exactly (called before anything is written)."""
     meta = json.loads((path / "state.json").read_text())
     if meta["config_digest"] != cfg.digest(skip=RUN_CONTROL):
         raise FusekitError(f"{path} was written by a different recipe; resume with the same recipe "
-                           "(only output.* may change) or train into a new output.dir")
+                           "(only output.*, train.batch_size, train.grad_accum and train.distributed may change) "
+                           "or train into a new output.dir")
+    if meta.get("global_batch", global_batch) != global_batch:
+        raise FusekitError(f"{path} was trained with global batch {meta['global_batch']} (batch_size × grad_accum × "
+                           f"world size); this launch has {global_batch}: set train.batch_size / train.grad_accum "
+                           "for this world size to keep it, or train into a new output.dir")
+
+
+def load_checkpoint(path: Path, wrapped: torch.nn.Module, optimizer, scheduler) -> int:
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    meta = json.loads((path / "state.json").read_text())
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     set_state_dict(wrapped, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
                    options=_options())
@@ -310,7 +323,11 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
     tokenizer = load_tokenizer(cfg.model.name)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples, data_report = prepare_examples(cfg, tokenizer)
-    if resume and latest_checkpoint(ckpt_dir) is None and main:
+    global_batch = cfg.train.batch_size * cfg.train.grad_accum * world
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    if last is not None:
+        check_resumable(last, cfg, global_batch)  # before train_config.json or anything else changes
+    elif resume and main:
         console.print(f"[yellow]no checkpoint in {ckpt_dir}; starting from step 0[/]")
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -345,7 +362,6 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
     params = [p for p in wrapped.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
                                   weight_decay=cfg.train.weight_decay)
-    global_batch = cfg.train.batch_size * cfg.train.grad_accum * world
     spe = steps_per_epoch(len(examples), global_batch)
     total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * spe))
     warmup = int(cfg.train.warmup_ratio * total)
@@ -353,9 +369,8 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
         optimizer, lambda s: lr_factor(s, total, warmup, cfg.train.scheduler))
 
     start = 0
-    last = latest_checkpoint(ckpt_dir) if resume else None
     if last is not None:
-        start = load_checkpoint(last, wrapped, optimizer, scheduler, cfg)
+        start = load_checkpoint(last, wrapped, optimizer, scheduler)
         if main:
             console.print(f"resumed from {last} at step {start}")
     elif main and ckpt_dir.is_dir() and any(ckpt_dir.glob("step-*")):
@@ -438,7 +453,8 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
                                                  else "") + f" {row['tokens_per_s']:.0f} tok/s"
             bar.update(task, advance=1, info=info)
             if cfg.output.save_every and (step + 1) % cfg.output.save_every == 0 and step + 1 < total:
-                save_checkpoint(ckpt_dir, step + 1, wrapped, optimizer, scheduler, cfg, rank, cfg.output.keep_checkpoints)
+                save_checkpoint(ckpt_dir, step + 1, wrapped, optimizer, scheduler, cfg, rank, cfg.output.keep_checkpoints,
+                                global_batch)
     log.close()
 
     # Final model folder: HF layout at output.dir, with its card and curves.
