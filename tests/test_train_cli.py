@@ -137,8 +137,6 @@ def test_recipes_command_lists_every_packaged_recipe_with_its_description():
         assert path.read_text().splitlines()[0].lstrip("# ").strip()[:40] in out
 
 
-@pytest.mark.xfail(strict=True, reason="trainer bug: cli.recipes lets rich ellipsize the name column at "
-                                       "80 columns (a pipe or a narrow terminal); remove once fixed")
 def test_recipes_command_keeps_names_whole_at_80_columns():
     # `trainer recipes | cat` gets 80 columns: three recipes printed as 'fusechat3-dpo-llama…'
     # cannot be told apart or copied into `trainer train`.
@@ -174,12 +172,8 @@ def test_prompt_budget_that_would_empty_responses_is_refused(tiny_llama, tmp_pat
             says=["data.max_prompt_length (64) must be smaller than data.max_length (64)"])
 
 
-@pytest.mark.xfail(strict=True, reason="trainer bug: data.max_prompt_length 0 passes validation and "
-                                       "prompt[-0:] keeps the whole prompt (see test docstring)")
 def test_zero_prompt_budget_is_refused_by_validation(tiny_llama, tmp_path):
-    """``max_prompt_length: 0`` is accepted today; truncate()'s ``prompt[-0:]`` then keeps the
-    WHOLE prompt, so a short prompt trains untruncated and a long one empties its responses.
-    Remove the xfail mark once config.validate requires max_prompt_length >= 1."""
+    """``max_prompt_length: 0`` would make truncate()'s ``prompt[-0:]`` keep the WHOLE prompt."""
     r = recipe(tmp_path, tiny_llama, "dpo", data_for(tmp_path, "dpo"))
     refused(tmp_path, r, "data.max_prompt_length=0", "--dry-run", says=["data.max_prompt_length"])
 

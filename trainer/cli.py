@@ -66,9 +66,13 @@ def train(
 def recipes() -> None:
     """List the packaged recipes."""
     t = Table(title="trainer recipes")
-    for col in ("name", "method", "model", "description"):
-        t.add_column(col)
-    for path in sorted(config_mod.RECIPES_DIR.glob("*.yaml")):
+    paths = sorted(config_mod.RECIPES_DIR.glob("*.yaml"))
+    # Names must survive a pipe or a narrow terminal: they are what users type.
+    t.add_column("name", no_wrap=True, min_width=max((len(p.stem) for p in paths), default=4))
+    t.add_column("method", no_wrap=True)
+    t.add_column("model", overflow="fold")
+    t.add_column("description", ratio=1)
+    for path in paths:
         text = path.read_text()
         raw = yaml.safe_load(text) or {}
         first = text.splitlines()[0].lstrip("# ").strip() if text.startswith("#") else ""

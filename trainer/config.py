@@ -263,6 +263,8 @@ def validate(cfg: Config) -> Config:
         raise FusekitError(f"loss.alpha must be in [0, 1], got {cfg.loss.alpha}")
     if not cfg.data.path:
         raise FusekitError("data.path is required (a fusedata dataset folder, a parquet/jsonl file or a Hub id)")
+    if cfg.data.max_prompt_length < 1:
+        raise FusekitError(f"data.max_prompt_length must be >= 1, got {cfg.data.max_prompt_length}")
     if cfg.data.max_prompt_length >= cfg.data.max_length:
         raise FusekitError(f"data.max_prompt_length ({cfg.data.max_prompt_length}) must be smaller than "
                            f"data.max_length ({cfg.data.max_length}) or responses truncate to nothing")
