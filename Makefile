@@ -40,6 +40,7 @@ test: install
 bench: install
 	$(BIN)/python bench/generation_throughput.py
 	$(BIN)/python bench/verifier_throughput.py
+	$(BIN)/python bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) runs
