@@ -174,10 +174,6 @@ _DEFAULT_BETA = {"dpo": 0.1, "wrpo": 0.01, "fusepo": 0.1, "simpo": 2.0}
 _MEAN_BETA = 10.0
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
@@ -212,7 +208,7 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         raw = {}
     if not isinstance(raw, dict):
         raise FusekitError(f"{where}: expected a mapping, got {raw!r}")
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in raw.items():
         if key not in hints:

@@ -333,7 +333,7 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
-    model, model_ref = load_policy(cfg, device)
+    model = load_policy(cfg, device)
     autocast = autocast_dtype(cfg, device)
     forward = SequenceLogps(model, cfg.train.logps_chunk, autocast)
     total_params, trainable = parameter_counts(model)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from fusedata.errors import FusekitError
-from fusedata.models import ModelRef, load_causal_lm, resolve
+from fusedata.models import load_causal_lm, resolve
 
 from .config import Config
 from .logprobs import sequence_stats, token_logps
@@ -39,9 +39,8 @@ def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def load_policy(cfg: Config, device: torch.device) -> tuple[nn.Module, ModelRef]:
-    ref = resolve(cfg.model.name)
-    model = load_causal_lm(ref)  # fp32 master weights; bf16 comes from autocast
+def load_policy(cfg: Config, device: torch.device) -> nn.Module:
+    model = load_causal_lm(resolve(cfg.model.name))  # fp32 master weights; bf16 comes from autocast
     if cfg.model.attn_implementation:
         model.set_attn_implementation(cfg.model.attn_implementation)
     disable_dropout(model)
@@ -52,7 +51,7 @@ def load_policy(cfg: Config, device: torch.device) -> tuple[nn.Module, ModelRef]
         model = _add_lora(model, cfg)
     model.to(device)
     model.train()
-    return model, ref
+    return model
 
 
 def _add_lora(model: nn.Module, cfg: Config) -> nn.Module:
