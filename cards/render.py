@@ -1,4 +1,5 @@
-"""Dataset and model cards from Jinja templates (``dataset.md.j2``, ``model.md.j2``).
+"""Dataset and model cards from Jinja templates (``dataset.md.j2``, ``model.md.j2``), and the
+Markdown report of an ``evals run`` (``eval.md.j2``).
 
 A card is public text: before anything is rendered, :func:`scrub` removes local
 absolute paths and anything that looks like a credential from every value, and the
@@ -17,12 +18,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
 HERE = Path(__file__).resolve().parent
 DATASET_TEMPLATE = HERE / "dataset.md.j2"
 MODEL_TEMPLATE = HERE / "model.md.j2"
+EVAL_TEMPLATE = HERE / "eval.md.j2"
 
 PERMISSIVE = ("apache-2.0", "mit")
 REDACTED = "<redacted>"
@@ -262,3 +265,71 @@ def render_model_card(info: dict[str, Any]) -> ModelCard:
     card = ModelCard.from_template(data, template_path=str(MODEL_TEMPLATE), **template_vars)
     head, sep, body = card.content.partition("\n---\n")
     return ModelCard(head + sep + scrub_text(body) if sep else scrub_text(card.content))
+
+
+def _redact_secrets(obj: Any) -> Any:
+    """``obj`` with credentials redacted but local paths kept.
+
+    Unlike :func:`scrub`, paths stay: an eval report lives in its run folder, served model
+    names are often local paths, and two models both shown as ``<local-path>`` could not be
+    told apart in a leaderboard.
+    """
+    if isinstance(obj, dict):
+        return {k: REDACTED if isinstance(k, str) and _secret_key(k) and v not in (None, "", False)
+                else _redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_redact_secrets(v) for v in obj]
+    if isinstance(obj, str):
+        for r in _TOKEN_RES:
+            obj = r.sub(REDACTED, obj)
+        return obj
+    return obj
+
+
+def _md_cell(value: Any) -> str:
+    """``value`` as one Markdown table cell: whitespace runs (newlines included) would end the
+    row, and a bare ``|`` would start a new cell. Backslashes are escaped first so that a
+    name ending in ``\\`` cannot un-escape the pipe that follows."""
+    text = " ".join(str(value).split())
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _md_row(cells: list[Any]) -> str:
+    return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
+
+
+def _md_rule(cells: list[Any]) -> str:
+    return "|" + "---|" * len(cells)
+
+
+def _pretty_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _code_block(text: str, lang: str = "") -> str:
+    """``text`` in a fenced block whose fence is longer than any backtick run inside it, so a
+    system prompt that itself contains a fenced block cannot close ours early."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
+
+
+def render_eval_report(context: dict[str, Any]) -> str:
+    """The Markdown report of an ``evals run`` from ``eval.md.j2``.
+
+    ``context`` is built by ``evals.report`` (numbers already formatted as strings): ``title``,
+    ``run`` ({name: value}), ``overview`` ([{bench, judge, score_name, best, models, wall_time}]),
+    ``benches`` (one dict per bench, see the template), ``command`` and ``rescore``. Free text
+    goes through the ``cell`` filter in tables, ``settings`` dicts through ``pretty_json``;
+    credentials are redacted before rendering.
+    """
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE)), autoescape=False, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    env.filters["cell"] = _md_cell
+    env.filters["row"] = _md_row
+    env.filters["rule"] = _md_rule
+    env.filters["pretty_json"] = _pretty_json
+    env.filters["code_block"] = _code_block
+    return env.get_template(EVAL_TEMPLATE.name).render(**_redact_secrets(dict(context)))

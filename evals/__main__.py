@@ -1,0 +1,5 @@
+"""``python -m evals`` runs the CLI."""
+
+from .cli import app
+
+app()

