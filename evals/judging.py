@@ -2,8 +2,8 @@
 
 Every judged item is a ``Judgment`` pointing at the hash of its ``JudgeRequest``; the request is
 rebuilt from the stored answers on every run, so a changed answer, prompt or judge setting gets
-a new key and a new call, while an unchanged one is served from the store. Calls are sent in
-chunks and each chunk's replies are committed as they arrive.
+a new key and a new call, while an unchanged one is served from the store. Each reply is committed
+the moment it arrives.
 """
 
 from __future__ import annotations
@@ -99,25 +99,19 @@ def pending(items: list[Item], store: EvalStore) -> list[JudgeRequest]:
     return list(out.values())
 
 
-def send(judge, requests: list[JudgeRequest], store: EvalStore, *, chunk: int = 64,
+def send(judge, requests: list[JudgeRequest], store: EvalStore,
          on_reply: Callable[[JudgeRequest, JudgeReply], None] | None = None) -> dict[str, int]:
-    """Send ``requests`` through ``judge`` chunk by chunk, committing each chunk's replies."""
+    """Send ``requests`` through ``judge``, committing each reply the moment it arrives, so that a
+    killed run loses only the calls in flight."""
     counts = {"ok": 0, "failed": 0}
-    for start in range(0, len(requests), chunk):
-        part = requests[start:start + chunk]
-        got: list[tuple[JudgeRequest, JudgeReply]] = []
 
-        def keep(i: int, reply: JudgeReply) -> None:
-            got.append((part[i], reply))
-            counts["ok" if reply.ok else "failed"] += 1
-            if on_reply:
-                on_reply(part[i], reply)
+    def keep(i: int, reply: JudgeReply) -> None:
+        store.put_calls(judge.name, [(requests[i], reply)])
+        counts["ok" if reply.ok else "failed"] += 1
+        if on_reply:
+            on_reply(requests[i], reply)
 
-        try:
-            judge.complete(part, keep)
-        finally:
-            # Whatever came back before an interruption is kept.
-            store.put_calls(judge.name, got)
+    judge.complete(requests, keep)
     return counts
 
 

@@ -133,7 +133,7 @@ def _mt_bench_single(bench, judge, judgments, replies, questions) -> BenchReport
                                   _counts(len({j.question_id for j in items}), items, judged, unparsed, 0)))
     cats = sorted({c for m in models for c in m.categories})
     columns = ["score", "turn_1", "turn_2", *[f"category_{c}" for c in cats], "n_judged", "n_failed"]
-    return BenchReport(bench, judge, "MT-Bench score (1–10)", (1.0, 10.0), "model", columns, models,
+    return BenchReport(bench, judge, "MT-Bench score (1–10)", (0.0, 10.0), "model", columns, models,
                        notes=["single-answer grading; score = mean over all valid (question, turn) ratings"])
 
 
