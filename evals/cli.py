@@ -89,6 +89,8 @@ def run(
     prices: Annotated[Optional[str], typer.Option(help="YAML price table {model: {input, output}} in $/1M tokens.")] = None,
     lc_inputs: Annotated[Optional[str], typer.Option(help="AlpacaEval LC inputs: 'hub' or a folder with "
                                                           "instruction_difficulty.csv and df_gamed.csv.")] = None,
+    style_control: Annotated[bool, typer.Option(help="Arena-Hard: also report style-controlled scores "
+                                                     "(length + markdown features).")] = False,
 ) -> None:
     """Generate answers, judge them and score them; re-run to continue an interrupted run."""
     from .judges.client import JudgeSpec
@@ -101,7 +103,7 @@ def run(
     judge_spec = JudgeSpec(judge, judge_base_url, judge_api_key_env, concurrency, timeout, retries,
                            max_tokens=judge_max_tokens)
     cfg = RunConfig(bench, specs, judge_spec, out, limit, _csv(categories), source, data_dir, reference, mode,
-                    baseline_model, prompt, prices, lc_inputs, command=["evals", *sys.argv[1:]])
+                    baseline_model, prompt, prices, lc_inputs, style_control, command=["evals", *sys.argv[1:]])
     run_bench(cfg, console)
 
 
@@ -112,6 +114,7 @@ def score(
     judge: Annotated[Optional[str], typer.Option(help="Score this judge's verdicts (default: the latest judge).")] = None,
     prices: Annotated[Optional[str], typer.Option(help="YAML price table {model: {input, output}}.")] = None,
     lc_inputs: Annotated[Optional[str], typer.Option(help="AlpacaEval LC inputs: 'hub' or a folder.")] = None,
+    style_control: Annotated[Optional[bool], typer.Option(help="Arena-Hard style control (default: as the run did).")] = None,
 ) -> None:
     """Recompute every score and report from the stored judgments, without calling any model."""
     from .pricing import load_prices
@@ -122,7 +125,8 @@ def score(
     if not (run_dir / DB_NAME).exists():
         raise FusekitError(f"{run_dir} holds no {DB_NAME}; point at a directory written by `evals run`")
     with EvalStore(run_dir) as store:
-        rescore(store, ScoreOptions(judge=judge, prices=load_prices(prices), lc_inputs=lc_inputs), console,
+        rescore(store, ScoreOptions(judge=judge, prices=load_prices(prices), lc_inputs=lc_inputs,
+                                    style_control=style_control), console,
                 command=["evals", *sys.argv[1:]])
 
 

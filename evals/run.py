@@ -45,6 +45,7 @@ class RunConfig:
     prompt: str | None = None
     prices: str | None = None
     lc_inputs: str | None = None
+    style_control: bool = False
     command: list[str] = field(default_factory=list)
 
 
@@ -78,7 +79,8 @@ def run(cfg: RunConfig, console: Console) -> list[BenchReport]:
         store.set_meta(f"{bench}:data", {f.name: f.sha256 or f.path for f in files})
         store.set_meta(f"{bench}:run", {"mode": cfg.mode, "pairwise_baseline": cfg.pairwise_baseline,
                                         "reference": cfg.reference, "prompt": cfg.prompt,
-                                        "limit": cfg.limit, "categories": cfg.categories})
+                                        "limit": cfg.limit, "categories": cfg.categories,
+                                        "style_control": cfg.style_control})
         store.set_meta(f"{bench}:judge", {**asdict(cfg.judge), "kind": cfg.judge.kind})
         console.print(f"[bold]evals run[/] {bench}: {len(questions)} questions, models "
                       f"{', '.join(m.name for m in cfg.models)}, judge {cfg.judge.name} → {cfg.out}")

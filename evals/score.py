@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from fusedata.errors import FusekitError
 
+from .benches.arena_hard import style_metadata
 from .judges import alpaca_eval, arena_hard, mt_bench
 from .pricing import cost_usd
 from .records import Judgment, JudgeReply, Question
@@ -36,6 +37,7 @@ class ScoreOptions:
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     lc_inputs: str | None = None       # AlpacaEval LC difficulty inputs: a folder, "hub", or None
     bootstrap_seed: int = 42
+    style_control: bool | None = None  # Arena-Hard: also fit with length + markdown features (default: as run)
 
 
 def is_local_judge(judge_settings: dict[str, Any]) -> bool:
@@ -89,7 +91,8 @@ def score_bench(store: EvalStore, bench: str, opts: ScoreOptions) -> BenchReport
     elif bench == "mt-bench":
         report = _mt_bench_single(bench, judge, judgments, replies, questions)
     elif bench.startswith("arena-hard"):
-        report = _arena_hard(bench, judge, judgments, replies, questions, answers, opts.bootstrap_seed)
+        style = opts.style_control if opts.style_control is not None else bool(meta.get("style_control"))
+        report = _arena_hard(bench, judge, judgments, replies, questions, answers, opts.bootstrap_seed, style)
     else:
         report = _alpaca(bench, judge, judgments, replies, questions, answers, opts.lc_inputs)
     report.usage = _usage(store, judge, judgments, replies, local, opts.prices)
@@ -169,7 +172,27 @@ def _mt_bench_pairwise(bench, judge, judgments, replies, questions, baseline) ->
 
 
 # -- Arena-Hard ----------------------------------------------------------------------------------
-def _arena_hard(bench, judge, judgments, replies, questions, answers, seed) -> BenchReport:
+def _style_metadata(questions, answers, groups) -> dict[str, dict[str, dict]] | None:
+    """Style features per (model, uid), baselines included; None when a baseline lacks them.
+
+    The model's token_len counts its own tokenizer's tokens while the baselines' come from
+    upstream's tiktoken counts: the length feature is approximate, and the report says so.
+    """
+    meta: dict[str, dict[str, dict]] = defaultdict(dict)
+    for (_, baseline), recs in groups.items():
+        for rec in recs:
+            q = questions[rec["uid"]]
+            if "baseline_style" not in q.meta:
+                return None
+            meta[baseline][q.id] = q.meta["baseline_style"]
+            a = answers.get(rec["model"], {}).get((q.id, 1))
+            if a is None or not a.ok:
+                return None
+            meta[rec["model"]][q.id] = style_metadata(a.text, a.n_output_tokens)
+    return meta
+
+
+def _arena_hard(bench, judge, judgments, replies, questions, answers, seed, style_control) -> BenchReport:
     v01 = bench == "arena-hard-v0.1"
     games: dict[tuple[str, str], list] = defaultdict(lambda: [None, None])
     unparsed: dict[str, int] = defaultdict(int)
@@ -192,7 +215,22 @@ def _arena_hard(bench, judge, judgments, replies, questions, answers, seed) -> B
         groups[(q.category if not v01 else "all", q.baseline or "")].append(
             {"uid": qid, "model": model, "games": list(g), "category": q.category})
     per_model: dict[str, dict[str, arena_scoring.ArenaHardScore]] = defaultdict(dict)
+    styled: dict[str, dict[str, arena_scoring.ArenaHardScore]] = defaultdict(dict)
+    style_meta = _style_metadata(questions, answers, groups) if style_control else None
+    if style_control and style_meta is None:
+        notes.append("style control not applied: a baseline answer lacks its style metadata")
     for (category, baseline), recs in sorted(groups.items()):
+        if style_meta is not None:
+            try:
+                fit = arena_scoring.arena_hard_v01_style_control if v01 else arena_scoring.arena_hard_v2_style_control
+                sc = fit(recs, style_meta, baseline, seed=seed)
+                coefs = ", ".join(f"{k} {v:+.3f}" for k, v in (sc.style_coefs or {}).items())
+                notes.append(f"{category}: style-controlled (length + markdown), feature coefficients {coefs}")
+                for m, s in sc.scores.items():
+                    if m != baseline:
+                        styled[m][category] = s
+            except ValueError as e:
+                notes.append(f"{category}: style control not fitted ({e})")
         try:
             if v01:
                 result = arena_scoring.arena_hard_v01(recs, baseline, seed=seed)
@@ -224,6 +262,11 @@ def _arena_hard(bench, judge, judgments, replies, questions, answers, seed) -> B
                         rating_q975=head.rating_upper if head else math.nan)
         cats = {c: s.score for c, s in scores.items() if c != "all"}
         cols.update({f"category_{c}": v for c, v in cats.items()})
+        sc = styled.get(model, {})
+        sc_head = sc.get("all") or sc.get("hard_prompt") or next(iter(sc.values()), None)
+        if sc_head is not None:
+            cols.update(score_style_controlled=sc_head.score, lower_style_controlled=sc_head.lower,
+                        upper_style_controlled=sc_head.upper)
         models.append(ModelResult(model, cols["score"], head.lower if head else None, head.upper if head else None,
                                   cols, cats, _counts(len({j.question_id for j in its}), its, judged[model],
                                                       unparsed[model], _answers_failed(answers.get(model, {}))), avg))
@@ -235,6 +278,8 @@ def _arena_hard(bench, judge, judgments, replies, questions, answers, seed) -> B
         cats = sorted({c for m in models for c in m.categories})
         columns = ["score", "lower", "upper", "CI", *[f"category_{c}" for c in cats], "avg_tokens"]
         name = "win rate vs the category baseline (%) — hard_prompt when present"
+    if styled:
+        columns += ["score_style_controlled", "lower_style_controlled", "upper_style_controlled"]
     notes.append("avg_tokens counts the model's own tokenizer's tokens (upstream counts tiktoken tokens)")
     return BenchReport(bench, judge, name, (0.0, 100.0), "model", columns, models, notes=notes)
 

@@ -184,6 +184,12 @@ def test_fixed_verdict_judge_maps_games_to_scores(tmp_path):
         board = {b["model"]: b for b in read_csv(out / "arena-hard-v0.1" / "leaderboard.csv")}
         assert math.isclose(float(board["m"]["score"]), 50.0, abs_tol=1e-6)
         assert float(board["gpt-4-0314"]["score"]) == 50.0
+    # style control re-fits from the stored verdicts: still balanced, so still 50 at equal style
+    s = CliRunner().invoke(app, ["score", str(out), "--style-control"], catch_exceptions=False)
+    assert s.exit_code == 0, s.output
+    board = {b["model"]: b for b in read_csv(out / "arena-hard-v0.1" / "leaderboard.csv")}
+    assert math.isclose(float(board["m"]["score_style_controlled"]), 50.0, abs_tol=1e-3)
+    assert "feature coefficients" in (out / "report.md").read_text()
 
 
 # -- failures are stored, counted and retried ----------------------------------------------------
