@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from fusedata.engines import EngineConfig, GenRequest, make_engine
 from fusedata.records import Message, Prompt, SamplingParams, canonical_json, sha256_hex
@@ -50,10 +51,21 @@ class ModelSpec:
         return {
             "bench": bench, "model": self.model, "engine": self.engine, "base_url": self.base_url,
             "system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens,
+            "weights": weights_fingerprint(self.model) if self.engine != "openai" else None,
         }
 
     def settings_hash(self, bench: str) -> str:
         return sha256_hex(canonical_json(self.settings(bench)))[:16]
+
+
+def weights_fingerprint(model: str) -> str | None:
+    """For a local model folder or file: a hash of its files' names, sizes and mtimes, so that
+    retraining into the same folder generates anew instead of reusing stale answers."""
+    path = Path(model)
+    if not path.exists():
+        return None
+    files = sorted(p for p in ([path] if path.is_file() else path.iterdir()) if p.is_file())
+    return sha256_hex(canonical_json([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]))[:16]
 
 
 def turn_messages(question: Question, turn: int, earlier: list[str], system_prompt: str | None) -> list[Message]:

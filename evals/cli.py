@@ -77,6 +77,9 @@ def run(
     judge_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the judge.")] = None,
     judge_api_key_env: Annotated[Optional[str], typer.Option(help="Env var with the judge's API key.")] = None,
     judge_max_tokens: Annotated[Optional[int], typer.Option(help="Cap the judge's max_tokens (cheap smoke runs; recorded).")] = None,
+    judge_prefill: Annotated[str, typer.Option(help="Start every judge reply with this text, e.g. 'Rating: [[' "
+                                                    "(in-process judges; small models rarely write the verdict "
+                                                    "format unaided; recorded).")] = "",
     concurrency: Annotated[int, typer.Option(help="Concurrent requests per endpoint.")] = 8,
     timeout: Annotated[float, typer.Option(help="Seconds per judge request.")] = 300.0,
     retries: Annotated[int, typer.Option(help="Retries on 429/5xx/timeouts, with exponential backoff.")] = 4,
@@ -101,7 +104,7 @@ def run(
     specs = model_specs(model or [DEFAULT_MODEL], engine, base_url, api_key_env, system_prompt, temperature,
                         max_tokens, batch_size, concurrency)
     judge_spec = JudgeSpec(judge, judge_base_url, judge_api_key_env, concurrency, timeout, retries,
-                           max_tokens=judge_max_tokens)
+                           max_tokens=judge_max_tokens, prefill=judge_prefill)
     cfg = RunConfig(bench, specs, judge_spec, out, limit, _csv(categories), source, data_dir, reference, mode,
                     baseline_model, prompt, prices, lc_inputs, style_control, command=["evals", *sys.argv[1:]])
     run_bench(cfg, console)

@@ -15,7 +15,7 @@ from fusedata.errors import FusekitError
 
 from .answers import ModelSpec
 from .judges import alpaca_eval, arena_hard, mt_bench
-from .judges.client import JudgeSpec, cap
+from .judges.client import JudgeSpec, as_sent
 from .records import JudgeReply, JudgeRequest, Judgment, Question
 from .store import EvalStore
 
@@ -44,7 +44,7 @@ def plan(bench: str, questions: list[Question], models: list[ModelSpec], judge: 
 
     def add(model: str, q: Question, turn: int, game: int, mode_: str, req: JudgeRequest | None,
             baseline: str | None = None, swapped: bool = False) -> None:
-        req = cap(req, judge) if req is not None else None
+        req = as_sent(req, judge) if req is not None else None
         key = req.key(judge.name) if req is not None else ""
         items.append(Item(Judgment(bench, judge.name, model, q.id, turn, game, mode_, key, baseline, swapped), req))
 

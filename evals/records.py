@@ -65,7 +65,9 @@ class JudgeRequest:
     """One call to a judge: the rendered messages plus sampling settings and the prompt used.
 
     ``top_logprobs > 0`` asks for the first generated token's most likely alternatives
-    (AlpacaEval's weighted judge reads the preference from them).
+    (AlpacaEval's weighted judge reads the preference from them). ``prefill`` starts the judge's
+    reply with fixed text it continues (in-process judges), e.g. ``"Rating: [["`` for a small
+    model that otherwise never writes the verdict format; the reply text includes it.
     """
 
     messages: list[Message]
@@ -74,6 +76,7 @@ class JudgeRequest:
     temperature: float = 0.0
     max_tokens: int = 2048
     top_logprobs: int = 0
+    prefill: str = ""
 
     def key(self, judge: str) -> str:
         """Cache key: a hash of (judge model, messages, sampling settings, prompt name and version)."""

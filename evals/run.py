@@ -61,6 +61,9 @@ def validate(cfg: RunConfig) -> None:
     names = [m.name for m in cfg.models]
     if len(set(names)) != len(names):
         raise FusekitError(f"model names must be unique, got {', '.join(names)}; use --model NAME=REF")
+    if cfg.judge.prefill and cfg.judge.base_url:
+        raise FusekitError("--judge-prefill needs an in-process judge: OpenAI-compatible endpoints do not continue "
+                           "a prefilled reply")
     if cfg.prompt:
         load_prompt(cfg.prompt)  # unknown names fail here, with a did-you-mean
     load_prices(cfg.prices)

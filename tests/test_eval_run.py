@@ -255,6 +255,9 @@ def test_unknown_bench_and_prompt_exit_2(tmp_path):
     assert r.exit_code == 2 and "single-v1" in r.output
     r = invoke("--bench", "mt-bench", "--mode", "pairwise", "--out", str(tmp_path))
     assert r.exit_code == 2 and "--baseline-model" in r.output
+    r = invoke("--bench", "mt-bench", "--judge-prefill", "Rating: [[", "--judge-base-url", "http://127.0.0.1:9/v1",
+               "--out", str(tmp_path))
+    assert r.exit_code == 2 and "in-process judge" in r.output
     r = CliRunner().invoke(app, ["score", str(tmp_path / "nowhere")])
     assert r.exit_code == 2 and "evals.sqlite" in r.output
 

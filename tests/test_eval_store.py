@@ -58,3 +58,18 @@ def test_judgments_repoint_and_questions_roundtrip(tmp_path):
         s.set_model("mt-bench", "m", "h2", {"model": "b"})
         assert s.models("mt-bench") == {"m": ("h2", {"model": "b"})}
         assert s.benches() == ["mt-bench"] and s.judges("mt-bench") == ["judge"]
+
+
+def test_model_folder_fingerprint_changes_the_settings_hash(tmp_path):
+    from evals.answers import ModelSpec
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights v1")
+    spec = ModelSpec("m", str(folder))
+    before = spec.settings_hash("mt-bench")
+    assert spec.settings_hash("mt-bench") == before
+    (folder / "model.safetensors").write_bytes(b"weights v2, retrained")
+    assert spec.settings_hash("mt-bench") != before  # retraining into the same folder is new answers
+    served = ModelSpec("m", str(folder), engine="openai", base_url="http://127.0.0.1:1/v1")
+    assert served.settings(bench="mt-bench")["weights"] is None

@@ -17,6 +17,7 @@ batch; only an endpoint that cannot be reached at all raises ``FusekitError`` (b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class JudgeSpec:
     max_retries: int = 4
     batch_size: int = 4
     max_tokens: int | None = None  # caps every request's max_tokens (cheap smoke runs); recorded
+    prefill: str = ""              # starts every reply (in-process judges only); recorded
 
     @property
     def name(self) -> str:
@@ -58,12 +60,12 @@ def make_judge(spec: JudgeSpec) -> "OpenAIJudge | LocalJudge":
     return OpenAIJudge(spec) if spec.base_url else LocalJudge(spec)
 
 
-def cap(req: JudgeRequest, spec: JudgeSpec) -> JudgeRequest:
-    """The request as sent: ``spec.max_tokens`` lowers its budget (part of the cache key, so a
-    capped smoke run never passes for a full one)."""
-    if spec.max_tokens is None or req.max_tokens <= spec.max_tokens:
-        return req
-    return JudgeRequest(req.messages, req.prompt, req.prompt_version, req.temperature, spec.max_tokens, req.top_logprobs)
+def as_sent(req: JudgeRequest, spec: JudgeSpec) -> JudgeRequest:
+    """The request as this judge gets it: ``spec.max_tokens`` lowers its budget and
+    ``spec.prefill`` starts the reply. Both are part of the cache key, so a capped or
+    prefilled smoke run never passes for a full one."""
+    max_tokens = min(req.max_tokens, spec.max_tokens) if spec.max_tokens is not None else req.max_tokens
+    return dataclasses.replace(req, max_tokens=max_tokens, prefill=spec.prefill or req.prefill)
 
 
 def first_token_logprobs(choice: Any) -> dict[str, float] | None:
@@ -96,6 +98,8 @@ class OpenAIJudge:
             raise FusekitError(str(e).replace("model 'judge", "judge '", 1)) from None
 
     def complete(self, requests: list[JudgeRequest], on_reply: OnReply) -> None:
+        if any(r.prefill for r in requests):
+            raise FusekitError("a judge reply prefill needs an in-process judge; endpoints do not continue it")
         self.engine.loop.run_until_complete(self._complete(requests, on_reply))
 
     async def _complete(self, requests: list[JudgeRequest], on_reply: OnReply) -> None:
@@ -162,7 +166,8 @@ class LocalJudge:
             idx = sorted(idx, key=lambda i: -sum(len(m["content"]) for m in requests[i].messages))
             for start in range(0, len(idx), size):
                 chunk = idx[start:start + size]
-                gen = [GenRequest(Prompt.make("instruction", "judge", requests[i].messages), (0,)) for i in chunk]
+                gen = [GenRequest(Prompt.make("instruction", "judge", requests[i].messages), (0,), requests[i].prefill)
+                       for i in chunk]
                 for i, resp in zip(chunk, self.engine.generate(gen, params)):
                     on_reply(i, JudgeReply(resp.text, None, resp.n_input_tokens, resp.n_output_tokens,
                                            resp.error, resp.seconds))
@@ -173,7 +178,7 @@ class LocalJudge:
         t0 = time.perf_counter()
         tok, model = self.engine.tokenizer, self.engine.model
         try:
-            text = tok.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+            text = tok.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False) + req.prefill
             ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(self.engine.device)
             with torch.inference_mode():
                 logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()

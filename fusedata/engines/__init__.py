@@ -24,8 +24,13 @@ ENGINES = ("transformers", "vllm", "openai")
 
 @dataclass(frozen=True)
 class GenRequest:
+    """A prompt and which of its sample indices are still missing. ``prefill`` starts the
+    assistant's reply with fixed text that the model continues (in-process engine only); the
+    returned text includes it."""
+
     prompt: Prompt
     sample_indices: tuple[int, ...]
+    prefill: str = ""
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ class TransformersEngine:
     def render(self, req: GenRequest) -> str:
         return self.tokenizer.apply_chat_template(
             chat_messages(req.prompt, self.config), add_generation_prompt=True, tokenize=False
-        )
+        ) + req.prefill
 
     def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[Response]:
         rows = [(req, i) for req in requests for i in req.sample_indices]
@@ -46,7 +46,8 @@ class TransformersEngine:
             return [Response(r.prompt.id, self.config.name, params.hash(), i, None, error=err) for r, i in rows]
         secs = (time.perf_counter() - t0) / max(len(rows), 1)
         return [
-            Response(req.prompt.id, self.config.name, params.hash(), i, text, finish, n_in, n_out, None, secs)
+            Response(req.prompt.id, self.config.name, params.hash(), i, (req.prefill + text) if req.prefill else text,
+                     finish, n_in, n_out, None, secs)
             for (req, i), (text, finish, n_in, n_out) in zip(rows, texts)
         ]
 
