@@ -107,3 +107,21 @@ def test_second_run_redoes_nothing(demo):
     assert "0 calls to make" in r.stderr.replace("\n", " ")
     seconds = json.loads((out / "summary.json").read_text())["seconds"]
     assert seconds["train"] == 0.0 and seconds["total"] < 120
+
+
+def test_paper_recipes_parse_and_name_packaged_trainer_recipes():
+    """The real-model recipes validate offline, and the trainer recipes their comments name exist."""
+    import re
+
+    from fusedata import recipe
+    from fusedata.rewards import validate_spec
+    from trainer.config import RECIPES_DIR
+
+    for name in ("fusechat3", "wrpo", "demo"):
+        path = ROOT / "recipes" / name / "fusedata.yaml"
+        r = recipe.load(path)
+        validate_spec(r.scoring["reward"])
+        for packaged in re.findall(r"trainer train ([\w.-]+) ", path.read_text()):
+            assert (RECIPES_DIR / f"{packaged}.yaml").exists(), packaged
+    wrpo = recipe.load(ROOT / "recipes" / "wrpo" / "fusedata.yaml")
+    assert wrpo.target is not None and wrpo.scoring["reward"]["model"] == "RLHFlow/ArmoRM-Llama3-8B-v0.1"
