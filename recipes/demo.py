@@ -75,9 +75,11 @@ def dataset_counts(folder: Path) -> dict[str, int]:
     """Rows per config, read back with `datasets` as a user would."""
     from datasets import disable_progress_bars, load_dataset
 
+    from trainer.data import FRESH  # `datasets` would serve another folder named `dataset` from its cache
+
     disable_progress_bars()
     configs = [p.name for p in (folder / "data").iterdir() if p.is_dir() and any(p.glob("*.parquet"))]
-    return {c: load_dataset(str(folder), c, split="train").num_rows for c in sorted(configs)}
+    return {c: load_dataset(str(folder), c, split="train", **FRESH).num_rows for c in sorted(configs)}
 
 
 def summarise(out: Path, seconds: dict[str, float], console: Console) -> dict:

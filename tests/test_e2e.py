@@ -34,9 +34,11 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
 def test_dataset_loads_with_datasets(demo):
     from datasets import load_dataset
 
+    from trainer.data import FRESH  # `datasets` caches local folders by name; every fusedata folder is `dataset`
+
     out, _ = demo
-    wrpo = load_dataset(str(out / "data" / "dataset"), "wrpo", split="train")
-    sft = load_dataset(str(out / "data" / "dataset"), "sft", split="train")
+    wrpo = load_dataset(str(out / "data" / "dataset"), "wrpo", split="train", **FRESH)
+    sft = load_dataset(str(out / "data" / "dataset"), "sft", split="train", **FRESH)
     assert wrpo.num_rows >= 1 and sft.num_rows >= 1
     row = wrpo[0]
     # WRPO quadruples as named TRL conversational columns: y_ws from a source, y_wt and y_l from the target

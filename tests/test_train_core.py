@@ -294,3 +294,23 @@ def test_lora_with_live_reference_uses_the_adapter_free_base(tiny_llama, tmp_pat
     assert rows[-1]["loss"] != pytest.approx(math.log(2), abs=1e-4)
     summary = json.loads((tmp_path / "lora" / "summary.json").read_text())
     assert summary["trainable_parameters"] < summary["parameters"] / 5
+
+
+def test_same_named_dataset_folders_are_not_served_from_each_others_cache(tmp_path):
+    """`datasets` caches local folders by name: every fusedata folder is `dataset`, so without
+    re-reading, the second one here would come back with the first one's rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trainer.data import load_rows
+
+    card = "---\nconfigs:\n- config_name: sft\n  data_files:\n  - split: train\n    path: data/sft/train-*\n---\n"
+    for run, n in (("a", 7), ("b", 4)):
+        folder = tmp_path / run / "dataset"
+        (folder / "data" / "sft").mkdir(parents=True)
+        (folder / "README.md").write_text(card)
+        rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": run}]} for i in range(n)]
+        pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "sft" / "train-00000-of-00001.parquet")
+    assert len(load_rows(str(tmp_path / "a" / "dataset"), "sft", "train")) == 7
+    got = load_rows(str(tmp_path / "b" / "dataset"), "sft", "train")
+    assert len(got) == 4 and got[0]["messages"][1]["content"] == "b"

@@ -81,6 +81,13 @@ class TokenizeReport:
 # --------------------------------------------------------------------------- #
 
 
+# `datasets` caches a local folder's prepared Arrow data under the folder's *name* and config
+# (datasets 5.2: two different folders both called `dataset` share one cache entry, and a folder
+# rewritten in place keeps serving its old rows), so local data is always re-read from its files.
+# The recorded split sizes belong to whichever folder filled the cache first, so they are not checked.
+FRESH = {"download_mode": "force_redownload", "verification_mode": "no_checks"}
+
+
 def load_rows(path: str, config: str | None, split: str, limit: int | None = None) -> list[dict[str, Any]]:
     """Rows of a fusedata dataset folder, a ``save_to_disk`` folder, a parquet/json(l) file or a Hub id."""
     import datasets
@@ -97,7 +104,7 @@ def load_rows(path: str, config: str | None, split: str, limit: int | None = Non
             kind = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}.get(p.suffix)
             if kind is None:
                 raise FusekitError(f"{path}: expected a .parquet, .jsonl or .json file")
-            ds = datasets.load_dataset(kind, data_files=str(p), split="train")
+            ds = datasets.load_dataset(kind, data_files=str(p), split="train", **FRESH)
         elif p.is_dir():
             ds = _load_folder(p, config, split)
         elif path.startswith((".", "/", "~")) or p.suffix in (".parquet", ".jsonl", ".json"):
@@ -121,7 +128,7 @@ def _load_folder(p: Path, config: str | None, split: str):
     if config is not None and config not in configs:
         raise FusekitError(f"{p}: no dataset config {config!r} (has {', '.join(configs)})")
     try:
-        return datasets.load_dataset(str(p), config, split=split)
+        return datasets.load_dataset(str(p), config, split=split, **FRESH)
     except ValueError as e:
         if "split" in str(e).lower():
             raise FusekitError(f"{p}: config {config!r} has no split {split!r}") from e
