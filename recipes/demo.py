@@ -29,7 +29,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-HERE = Path(__file__).resolve().parent
+def _shown(path: Path) -> Path:
+    """Relative to the working directory when below it: the commands print as a user would type them."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+HERE = _shown(Path(__file__).resolve().parent)
 BASE = "embedded:smollm2-135m"
 
 
