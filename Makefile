@@ -38,6 +38,8 @@ $(CORE): pyproject.toml Makefile
 	touch $(CORE)
 
 $(STAMP): $(CORE)
+	# Ray Data for the `fusedata build --ray` tests (a local Ray instance on this machine).
+	$(PIP) -e ".[dev,ray]"
 	# llama.cpp's OpenAI-compatible server for the endpoint tests, built once per venv (~6 min on 2 cores).
 	# A -march=native build crashed here (general protection fault in its AMX kernels inside the VM),
 	# so build for plain AVX2, and bypass pip's wheel cache, which may hold a native build.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
@@ -56,9 +57,15 @@ def build(
     max_tokens: Annotated[Optional[int], typer.Option(help="Max new tokens per response (overrides the recipe).")] = None,
     score: Annotated[bool, typer.Option(help="Score the responses after generating them.")] = True,
     pairs: Annotated[bool, typer.Option(help="Build the dataset (pairs, folder, card) after scoring.")] = True,
+    ray: Annotated[Optional[str], typer.Option(
+        help="Run generation and scoring as Ray Data pipelines: 'local' starts a Ray instance here, 'auto' joins "
+             "the running cluster, or a ray://HOST:PORT address. Replicas and resources come from the recipe's "
+             "`extra.ray` (models) and `scoring.<scorer>.ray` blocks.")] = None,
+    ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a --ray local instance (default: all).")] = None,
 ) -> None:
     """Generate responses from every source model for every prompt, then score them (resumable: re-run to continue)."""
     from . import recipe as recipe_mod
+    from .cluster import make_executor
     from .generate import generate, summary_table
     from .store import RunStore
 
@@ -67,9 +74,10 @@ def build(
     r = recipe_mod.override(r, domains=_csv(domains), out=out, limit=limit, models=_csv(models), n=n, max_tokens=max_tokens)
     console.print(f"[bold]fusedata build[/] {r.name} → {r.out}  domains: {', '.join(r.domains)}  "
                   f"models: {', '.join(m.name for m in r.models)}")
-    with RunStore(r.out) as store:
+    executor = make_executor(ray, ray_cpus)
+    with RunStore(r.out) as store, contextlib.closing(executor):
         store.set_meta("recipe", r.raw)
-        rep = generate(r, store, console)
+        rep = generate(r, store, console, executor=executor)
         console.print(summary_table(store, rep))
         stats = store.response_stats()
         summary = {
@@ -84,22 +92,22 @@ def build(
         console.print(f"prompts: {dict(rep.prompts)}  generation wall time {summary['wall_s']:.1f} s"
                       + (f"  [red]{failures} failed requests stored; re-run to retry them[/]" if failures else ""))
         if score:
-            _score(store, r.scoring)
+            _score(store, r.scoring, executor)
             if pairs:
                 try:
-                    _pairs(store, r, method=None)
+                    _pairs(store, r, method=None, executor=executor)
                 except FusekitError as e:
                     # Responses and scores are all stored; only the dataset is missing.
                     console.print(f"[yellow]no dataset written:[/] {e}", highlight=False)
 
 
-def _pairs(store, r, method: Optional[str], out: Optional[Path] = None) -> None:
+def _pairs(store, r, method: Optional[str], out: Optional[Path] = None, executor=None) -> None:
     from rich.table import Table
 
     from .dataset import parse_pairs, write_run_dataset
 
     cfg = parse_pairs(r.pairs, method)
-    folder, counts = write_run_dataset(store, r, cfg, console, out)
+    folder, counts = write_run_dataset(store, r, cfg, console, out, executor)
     t = Table(title=f"fusedata build — dataset ({cfg.method})")
     for col in ("config", "train", "test"):
         t.add_column(col, justify="left" if col == "config" else "right")
@@ -109,12 +117,12 @@ def _pairs(store, r, method: Optional[str], out: Optional[Path] = None) -> None:
     console.print(f"dataset folder: {folder}  (load_dataset(\"{folder}\", \"{next(iter(counts))}\"); card: {folder / 'README.md'})")
 
 
-def _score(store, scoring_raw: dict) -> None:
+def _score(store, scoring_raw: dict, executor=None) -> None:
     """Run the scoring stage, print its table, write the reward histogram; exit 2 on skipped input."""
     from .score import domain_stats, parse_config, plot_rewards, score_run, score_table
 
     t0 = time.perf_counter()
-    rep = score_run(store, parse_config(scoring_raw), console)
+    rep = score_run(store, parse_config(scoring_raw), console, executor)
     stats = domain_stats(store)
     console.print(score_table(stats))
     png = plot_rewards(store, store.folder / "scores.png")
@@ -249,3 +257,48 @@ def sandbox(
             raise FusekitError(f"file not found: {p}")
     res = run_python(file.read_text(), tests=tests.read_text() if tests else None, timeout=timeout, memory_mb=memory_mb)
     print(res.to_json())
+
+
+@app.command()
+@user_errors
+def plan(
+    recipe: Annotated[Optional[Path], typer.Argument(help="Recipe YAML; the embedded default when omitted.")] = None,
+    tokens_per_s: Annotated[Optional[list[str]], typer.Option(
+        "--tokens-per-s", help="NAME=X: measured output tokens/s of one replica of model NAME (repeatable).")] = None,
+    fill: Annotated[Optional[float], typer.Option(
+        help="Expected response length as a share of max_tokens (default 0.5).")] = None,
+    prompt_tokens: Annotated[Optional[list[str]], typer.Option(
+        "--prompt-tokens", help="DOMAIN=N: average prompt length in tokens (repeatable).")] = None,
+    rm_tokens_per_s: Annotated[Optional[float], typer.Option(
+        help="Reward-model scoring speed: prompt+response tokens/s of one replica.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Run folder whose store gives measured rates (default: the recipe's out).")] = None,
+    domains: Annotated[Optional[str], typer.Option(help="Comma-separated domains to plan, e.g. math,code.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many prompts per domain.")] = None,
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated source model names from the recipe.")] = None,
+    n: Annotated[Optional[int], typer.Option(help="Samples per prompt per model (overrides the recipe).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Max new tokens per response (overrides the recipe).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON on stdout.")] = False,
+) -> None:
+    """Size a build before running it: generations, tokens and GPU-hours per model, from the recipe alone."""
+    from . import plan as plan_mod
+    from . import recipe as recipe_mod
+
+    r = recipe_mod.load(recipe)
+    r = recipe_mod.override(r, domains=_csv(domains), out=out, limit=limit, models=_csv(models), n=n, max_tokens=max_tokens)
+    p = plan_mod.plan_recipe(
+        r, fill=plan_mod.DEFAULT_FILL if fill is None else fill,
+        tokens_per_s=plan_mod.parse_assignments(tokens_per_s, "--tokens-per-s"),
+        prompt_tokens=plan_mod.parse_assignments(prompt_tokens, "--prompt-tokens", integer=True),
+        rm_tokens_per_s=rm_tokens_per_s,
+    )
+    if as_json:
+        print(json.dumps(p.to_dict(), indent=2, ensure_ascii=False))
+        return
+    # The plan is this command's output: stdout, wide enough that a redirected table keeps its columns.
+    import sys
+
+    stdout = Console(width=None if sys.stdout.isatty() else 200)
+    for table in plan_mod.plan_tables(p):
+        stdout.print(table)
+    for line in plan_mod.plan_notes(p):
+        stdout.print(f"• {line}", highlight=False)

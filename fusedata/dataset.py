@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .cluster import Executor
 from .errors import FusekitError
 from .pairs import build_fuserl, build_fusechat3, build_wrpo, gather, split_wrpo, to_trl_rows, wrpo_quadruple_rows
 from .recipe import Recipe
@@ -56,7 +57,8 @@ def parse_pairs(raw: dict[str, Any] | None, method: str | None = None) -> PairsC
     return PairsConfig(m, int(seed), float(test_fraction), keep_truncated, raw)
 
 
-def build_configs(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Console) -> tuple[dict[str, list[dict]], dict]:
+def build_configs(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Console,
+                  executor: Executor | None = None) -> tuple[dict[str, list[dict]], dict]:
     """Rows per dataset config, and the build report (kept/dropped with reasons)."""
     target = recipe.target.name if recipe.target else None
     prompts = store.prompts()
@@ -80,8 +82,8 @@ def build_configs(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Co
     from .generate import generate_for
     from .score import parse_config, score_run
 
-    generate_for([recipe.target], [by_id[i] for i in pref_ids], store, console)
-    score_run(store, parse_config(recipe.scoring), console)
+    generate_for([recipe.target], [by_id[i] for i in pref_ids], store, console, executor=executor)
+    score_run(store, parse_config(recipe.scoring), console, executor)
     scores = store.scores()
     targets = [r for r in store.responses(ok_only=True) if r.model == target]
     sft, pairs, rep = build_wrpo(gather(prompts, sources, scores, keep_truncated=kt),
@@ -95,12 +97,12 @@ KNOWN_LICENSES = {"embedded:smollm2-135m": "apache-2.0", "embedded:gemma3-270m":
 
 
 def write_run_dataset(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Console,
-                      out: Path | None = None) -> tuple[Path, dict[str, dict[str, int]]]:
+                      out: Path | None = None, executor: Executor | None = None) -> tuple[Path, dict[str, dict[str, int]]]:
     """Build the method's configs, split train/test, write the folder and its card."""
     from .publish import split_train_test, write_dataset
 
     try:
-        configs, report = build_configs(store, recipe, cfg, console)
+        configs, report = build_configs(store, recipe, cfg, console, executor)
     except ValueError as e:  # e.g. several reward scorers in one run and none chosen
         raise FusekitError(f"cannot build pairs: {e}") from None
     parts = {}

@@ -7,6 +7,7 @@ on every run. Failures stay in the store with their error and are retried next r
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import models
+from .cluster import Executor, LocalExecutor, RayExecutor, Resources, vllm_on_ray
 from .engines import Engine, GenRequest, make_engine
 from .errors import FusekitError
 from .recipe import ModelSpec, Recipe
@@ -95,19 +97,35 @@ class GenerationReport:
     wall_s: dict[str, float] = field(default_factory=dict)
 
 
-def generate(recipe: Recipe, store: RunStore, console: Console, *, engine_factory=make_engine) -> GenerationReport:
+def generate(recipe: Recipe, store: RunStore, console: Console, *, engine_factory=make_engine,
+             executor: Executor | None = None) -> GenerationReport:
     """Run every source model of the recipe over its missing work, writing each batch to the store."""
     prompts = collect_prompts(recipe)
     for m in recipe.models:  # a missing local model fails now, before any model is loaded
         if m.engine.engine != "openai":
             models.resolve(m.engine.model)
     store.put_prompts(prompts)
-    return generate_for(recipe.models, prompts, store, console, engine_factory=engine_factory)
+    return generate_for(recipe.models, prompts, store, console, engine_factory=engine_factory, executor=executor)
+
+
+class EngineWorker:
+    """One replica of a source model: its engine, loaded where the worker runs."""
+
+    def __init__(self, spec: ModelSpec, engine_factory=make_engine):
+        self.spec = spec
+        self.engine: Engine = engine_factory(spec.engine)
+
+    def __call__(self, batch: list[GenRequest]) -> list:
+        return self.engine.generate(batch, self.spec.sampling)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def generate_for(specs: tuple[ModelSpec, ...] | list[ModelSpec], prompts: list[Prompt], store: RunStore,
-                 console: Console, *, engine_factory=make_engine) -> GenerationReport:
+                 console: Console, *, engine_factory=make_engine, executor: Executor | None = None) -> GenerationReport:
     """Generate the missing samples of ``prompts`` from each model (also used for the WRPO target)."""
+    executor = executor or LocalExecutor()
     rep = GenerationReport(prompts=Counter(p.domain for p in prompts))
     work = {m.name: work_for(m, prompts, store) for m in specs}
     with progress_bar(console) as bar:
@@ -120,12 +138,16 @@ def generate_for(specs: tuple[ModelSpec, ...] | list[ModelSpec], prompts: list[P
             if not work[m.name]:
                 continue
             t0 = time.perf_counter()
-            engine: Engine = engine_factory(m.engine)
             bar.start_task(tasks[m.name])
             size = m.engine.batch_size if m.engine.engine != "openai" else max(m.engine.batch_size, 4 * m.engine.concurrency)
+            chunks = batches(work[m.name], size)
+            if isinstance(executor, RayExecutor) and m.engine.engine == "vllm":
+                stream = vllm_on_ray(m, chunks)
+            else:
+                stream = executor.map(functools.partial(EngineWorker, m, engine_factory), chunks,
+                                      Resources.from_extra(m.engine.extra))
             try:
-                for batch in batches(work[m.name], size):
-                    results = engine.generate(batch, m.sampling)
+                for results in stream:
                     store.put_responses(results)
                     ok = [r for r in results if r.ok]
                     rep.new_responses[m.name] += len(ok)
@@ -135,7 +157,7 @@ def generate_for(specs: tuple[ModelSpec, ...] | list[ModelSpec], prompts: list[P
                                tokens=t.fields["tokens"] + sum(r.n_output_tokens for r in ok),
                                failed=t.fields["failed"] + len(results) - len(ok))
             finally:
-                engine.close()
+                stream.close()  # releases the engine (local) even when the loop stopped early
                 bar.stop_task(tasks[m.name])
                 rep.wall_s[m.name] = time.perf_counter() - t0
     return rep

@@ -11,6 +11,7 @@ math-verify, a judge that returned nothing) are stored with ``error`` and retrie
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import defaultdict
@@ -21,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .cluster import Executor, LocalExecutor, Resources
 from .errors import FusekitError
 from .records import DOMAINS, Prompt, Response, Score
 from .store import RunStore
@@ -37,6 +39,8 @@ class ScoringConfig:
     math: dict[str, Any] = field(default_factory=dict)
     code: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
+    # Per scorer, what a replica needs on a Ray cluster (``ray:`` under scoring.math/code/reward).
+    resources: dict[str, Resources] = field(default_factory=dict)
 
 
 def parse_config(raw: dict[str, Any] | None) -> ScoringConfig:
@@ -55,10 +59,12 @@ def parse_config(raw: dict[str, Any] | None) -> ScoringConfig:
             raise FusekitError(f"recipe: scoring.domains.{d}: unknown scorer '{bad[0]}'; known: {', '.join(SCORERS)}")
     for k, keys in (("math", {"timeout", "workers"}), ("code", {"timeout", "workers", "memory_mb"})):
         for key in raw.get(k) or {}:
-            if key not in keys:
-                raise FusekitError(f"recipe: scoring.{k}: unknown key '{key}'; allowed: {', '.join(sorted(keys))}")
-    return ScoringConfig(doms, raw.get("reward") or DEFAULT_REWARD, raw.get("math") or {}, raw.get("code") or {},
-                         int(raw.get("batch_size", 64)))
+            if key not in keys | {"ray"}:
+                raise FusekitError(f"recipe: scoring.{k}: unknown key '{key}'; allowed: {', '.join(sorted(keys | {'ray'}))}")
+    blocks = {k: dict(raw.get(k) or {}) for k in ("math", "code", "reward")}
+    resources = {k: Resources.from_extra({"ray": b.pop("ray", None)}) for k, b in blocks.items()}
+    return ScoringConfig(doms, blocks["reward"] or DEFAULT_REWARD, blocks["math"], blocks["code"],
+                         int(raw.get("batch_size", 64)), resources)
 
 
 @dataclass
@@ -72,9 +78,11 @@ class ScoreReport:
 def _pending(store: RunStore, cfg: ScoringConfig, prompts: dict[str, Prompt], scorer_kind: str,
              scorer_name: str) -> list[Response]:
     done = store.scored_keys(scorer_name)
-    return [r for r in store.responses(ok_only=True)
-            if r.prompt_id in prompts and scorer_kind in cfg.domains.get(prompts[r.prompt_id].domain, [])
-            and r.key not in done]
+    # In key order, not store order: a cluster run stores responses as they land, and the same
+    # chunks (hence the same padding in a reward model's batches) must give the same scores.
+    return sorted((r for r in store.responses(ok_only=True)
+                   if r.prompt_id in prompts and scorer_kind in cfg.domains.get(prompts[r.prompt_id].domain, [])
+                   and r.key not in done), key=lambda r: r.key)
 
 
 def _chunks(xs: list, n: int) -> list[list]:
@@ -117,10 +125,48 @@ def _code_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: Scoring
     return out
 
 
-def score_run(store: RunStore, cfg: ScoringConfig, console: Console) -> ScoreReport:
+class VerifierWorker:
+    """Math or code verification of a chunk of (response, prompt) pairs."""
+
+    def __init__(self, kind: str, cfg: ScoringConfig):
+        self.fn = _math_scores if kind == "math" else _code_scores
+        self.cfg = cfg
+
+    def __call__(self, chunk: list[tuple[Response, Prompt]]) -> list[Score]:
+        return self.fn([r for r, _ in chunk], {p.id: p for _, p in chunk}, self.cfg)
+
+    def close(self) -> None:
+        pass
+
+
+class RewardWorker:
+    """One replica of the reward model, loaded where the worker runs."""
+
+    def __init__(self, spec: dict, name: str):
+        from .rewards import make_reward
+
+        self.rm = make_reward(spec)
+        self.name = name
+
+    def __call__(self, chunk: list[tuple[Response, Prompt]]) -> list[Score]:
+        vals = self.rm.score_many([(p.messages, r.text) for r, p in chunk])
+        errs = getattr(self.rm, "last_errors", {}) or {}
+        return [
+            _score(r, self.name, None, None, {}, error=errs.get(i, "no score"))
+            if v is None or math.isnan(v) else _score(r, self.name, float(v), None, {})
+            for i, ((r, _), v) in enumerate(zip(chunk, vals))
+        ]
+
+    def close(self) -> None:
+        self.rm.close()
+
+
+def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: Executor | None = None) -> ScoreReport:
     """Score every response that is missing a score from a scorer its domain lists."""
     from .generate import progress_bar
+    from .rewards import scorer_name
 
+    executor = executor or LocalExecutor()
     rep = ScoreReport()
     prompts = {p.id: p for p in store.prompts()}
     for p in prompts.values():
@@ -129,49 +175,45 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console) -> ScoreRep
                 rep.errors.append(f"math prompt {p.id[:12]} ({p.source}) has no gold answer: its responses are skipped")
             if s == "code" and not p.tests:
                 rep.errors.append(f"code prompt {p.id[:12]} ({p.source}) has no tests: its responses are skipped")
+
+    def run(task_name: str, kind: str, make_worker, todo: list[Response], resources: Resources) -> None:
+        task = bar.add_task(task_name, total=len(todo), tokens=0, failed=0)
+        chunks = _chunks([(r, prompts[r.prompt_id]) for r in todo], cfg.batch_size)
+        stream = executor.map(make_worker, chunks, resources)
+        try:
+            for scores in stream:
+                store.put_scores(scores)
+                rep.new[kind] += len(scores)
+                bar.update(task, advance=len(scores),
+                           failed=bar.tasks[task].fields["failed"] + sum(s.error is not None for s in scores))
+        finally:
+            stream.close()
+
     with progress_bar(console) as bar:
-        for kind, fn in (("math", _math_scores), ("code", _code_scores)):
+        for kind in ("math", "code"):
             todo = _pending(store, cfg, prompts, kind, kind)
             if not todo:
                 continue
-            task = bar.add_task(f"score: {kind}", total=len(todo), tokens=0, failed=0)
             if kind == "code":
                 from .verifiers import sandbox_isolation
 
                 rep.isolation = sandbox_isolation(detail=True)
-            for batch in _chunks(todo, cfg.batch_size):
-                scores = fn(batch, prompts, cfg)
-                store.put_scores(scores)
-                rep.new[kind] += len(scores)
-                bar.update(task, advance=len(batch), failed=bar.tasks[task].fields["failed"] + sum(s.error is not None for s in scores))
+            run(f"score: {kind}", kind, functools.partial(VerifierWorker, kind, cfg), todo,
+                cfg.resources.get(kind, Resources()))
         reward_domains = {d for d, v in cfg.domains.items() if "reward" in v}
         if any(p.domain in reward_domains for p in prompts.values()):
-            from .rewards import make_reward
-
             try:
-                rm = make_reward(cfg.reward)
+                name = scorer_name(cfg.reward)
             except FusekitError as e:
                 rep.reward_error = f"reward scores not computed: {e}"
-                rm = None
-            if rm is not None:
+                name = None
+            todo = _pending(store, cfg, prompts, "reward", name) if name else []
+            if todo:
                 try:
-                    # A judge's prompt version is part of its scorer name: a new prompt means new scores.
-                    name = rm.name + (f"@{rm.prompt_version}" if getattr(rm, "prompt_version", None) else "")
-                    todo = _pending(store, cfg, prompts, "reward", name)
-                    task = bar.add_task(f"score: {name}", total=len(todo), tokens=0, failed=0)
-                    for batch in _chunks(todo, cfg.batch_size):
-                        vals = rm.score_many([(prompts[r.prompt_id].messages, r.text) for r in batch])
-                        errs = getattr(rm, "last_errors", {}) or {}
-                        scores = [
-                            _score(r, name, None, None, {}, error=errs.get(i, "no score"))
-                            if v is None or math.isnan(v) else _score(r, name, float(v), None, {})
-                            for i, (r, v) in enumerate(zip(batch, vals))
-                        ]
-                        store.put_scores(scores)
-                        rep.new["reward"] += len(scores)
-                        bar.update(task, advance=len(batch), failed=bar.tasks[task].fields["failed"] + sum(s.error is not None for s in scores))
-                finally:
-                    rm.close()
+                    run(f"score: {name}", "reward", functools.partial(RewardWorker, cfg.reward, name), todo,
+                        cfg.resources.get("reward", Resources()))
+                except FusekitError as e:  # the model would not load: the run goes on without rewards
+                    rep.reward_error = f"reward scores not computed: {e}"
     store.set_meta("scoring", {"reward": cfg.reward, "domains": cfg.domains, "isolation": rep.isolation})
     return rep
 

@@ -1,7 +1,8 @@
 """The ``trainer`` command line: ``trainer train RECIPE [key=value ...] [--resume]``.
 
-Multi-process: ``torchrun --nproc-per-node N -m trainer train RECIPE`` (or
-``accelerate launch -m trainer train RECIPE``); the loop reads the launcher's environment.
+Multi-process: ``torchrun --nproc-per-node N -m trainer train RECIPE`` (add ``--nnodes``, ``--node-rank``
+and ``--master-addr``/``--master-port`` across machines), or ``accelerate launch --config_file
+trainer/launch/….yaml -m trainer train RECIPE``; the loop reads the launcher's environment.
 """
 
 from __future__ import annotations

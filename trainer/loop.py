@@ -6,8 +6,10 @@
     → metrics (JSONL, TensorBoard, rich bar) → checkpoints → HF model folder + card + PNG
 
 Distributed runs use plain ``torch.distributed`` as set up by ``torchrun`` or
-``accelerate launch`` (both export RANK / WORLD_SIZE / LOCAL_RANK): DDP by default, FSDP2
-(``train.distributed: fsdp2``) for models that do not fit replicated. The data order is a
+``accelerate launch`` (both export RANK / WORLD_SIZE / LOCAL_RANK; the configs in ``trainer/launch/``
+only start processes): DDP by default, FSDP2 (``train.distributed: fsdp2``) for models that do not
+fit replicated. Rank 0 writes output.dir; a ``--resume`` reads its checkpoints on every rank, so
+across machines output.dir must be on storage they all see. The data order is a
 pure function of (seed, epoch, step, global batch), so a resumed run sees exactly the batches the
 uninterrupted one would have, whatever the world size, as long as the global batch is kept.
 """
@@ -342,15 +344,15 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
     mode = cfg.reference_mode
     ref_values: list[torch.Tensor] | None = None
     live_ref: SequenceLogps | None = None
-    ref_cached = None
+    precomputed: refcache.Precomputed | None = None
     if mode == "precompute":
         separate = cfg.model.reference not in (None, cfg.model.name)
         ref_forward = SequenceLogps(load_reference(cfg, device), cfg.train.logps_chunk, autocast) if separate else forward
         key = refcache.cache_key(resolve(cfg.model.reference or cfg.model.name), fingerprint(examples),
                                  str(autocast))
-        flat, ref_cached = refcache.load_or_compute(key, ref_forward, examples, pad_id, cfg.train.batch_size * 2,
-                                                    device, cfg.train.packing, rank, world, console)
-        ref_values = refcache.per_example(flat, examples)
+        precomputed = refcache.load_or_compute(key, ref_forward, examples, pad_id, cfg.train.batch_size * 2,
+                                               device, cfg.train.packing, rank, world, console)
+        ref_values = refcache.per_example(precomputed.values, examples)
         del ref_forward
     elif mode == "live":
         if cfg.model.lora is not None and cfg.model.reference in (None, cfg.model.name):
@@ -472,7 +474,8 @@ def train(cfg: Config, *, resume: bool = False, console: Console | None = None) 
             "method": cfg.method, "model": cfg.model.name, "data": cfg.data.path, "output": str(out),
             "steps": total, "resumed_from": start, "examples": len(examples), "world_size": world,
             "global_batch": global_batch, "parameters": total_params, "trainable_parameters": trainable,
-            "reference": mode, "reference_cached": ref_cached, "tokens": tokens_total,
+            "reference": mode, "reference_cached": precomputed.cached if precomputed else None,
+            "reference_per_rank": precomputed.per_rank if precomputed else None, "tokens": tokens_total,
             "train_seconds": round(train_time, 2), "wall_seconds": round(time.perf_counter() - t_start, 2),
             "tokens_per_s": tokens_total / train_time if train_time else None,
             "peak_memory_mb": round(peak_memory_mb(device), 1), "data_report": data_report, "final": final,

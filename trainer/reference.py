@@ -8,13 +8,16 @@ chat template, truncation and data), so a changed model or dataset never reads s
 
 Across ranks each process computes the examples ``i % world == rank`` into a tensor filled
 with −inf, an all-reduce MAX merges them (correct only because of the −inf fill), and a
-missing value is an error, never a silent zero.
+missing value is an error, never a silent zero. Rank 0's cache decides for every rank and a
+hit is broadcast from it: only rank 0 writes the file, and ``FUSEKIT_CACHE`` is a per-machine
+folder by default, so the other nodes of a multi-node run usually miss.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,6 +40,15 @@ def model_identity(ref: ModelRef) -> str:
     return "|".join([str(p.resolve())] + [f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files])
 
 
+@dataclass
+class Precomputed:
+    """The reference log-probs of a run and where they came from."""
+
+    values: torch.Tensor  # summed log-prob of every response, flat in example order
+    cached: bool  # read from rank 0's cache file, not computed
+    per_rank: list[int]  # responses each rank ran through the reference (empty when cached)
+
+
 def cache_key(ref: ModelRef, data_fingerprint: str, precision: str) -> str:
     return hashlib.sha256(f"{model_identity(ref)}\n{data_fingerprint}\n{precision}".encode()).hexdigest()[:24]
 
@@ -53,11 +65,13 @@ def _flat_offsets(examples: list[Example]) -> list[int]:
 
 
 def compute(forward: SequenceLogps, examples: list[Example], pad_id: int, batch_size: int, device: torch.device,
-            packing: bool, rank: int = 0, world: int = 1, console=None) -> torch.Tensor:
-    """Summed reference log-probs of every response, flat in example order."""
+            packing: bool, rank: int = 0, world: int = 1, console=None) -> tuple[torch.Tensor, list[int]]:
+    """Summed reference log-probs of every response, flat in example order, and how many each rank computed."""
     offsets = _flat_offsets(examples)
     values = torch.full((offsets[-1],), float("-inf"), dtype=torch.float32, device=device)
     mine = [ex for ex in examples if ex.index % world == rank]
+    # Counted from the forward passes actually run, so the run summary shows how the work was split.
+    done = torch.zeros(world, dtype=torch.int64, device=device)
     was_training = forward.training
     forward.eval()
     with torch.no_grad(), Progress(console=console, transient=True, disable=rank != 0) as bar:
@@ -70,33 +84,49 @@ def compute(forward: SequenceLogps, examples: list[Example], pad_id: int, batch_
                 n = len(ex.responses)
                 values[offsets[ex.index]:offsets[ex.index] + n] = sums[at:at + n].float()
                 at += n
+            done[rank] += len(sums)
             bar.advance(task, len(chunk))
     forward.train(was_training)
     if world > 1:
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        dist.all_reduce(done)
     if torch.isinf(values).any():
         missing = int(torch.isinf(values).sum())
         raise RuntimeError(f"reference log-probs missing for {missing} responses after the all-reduce")
-    return values.cpu()
+    return values.cpu(), done.tolist()
+
+
+def _read_cache(path: Path, n: int) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    values = load_file(str(path))["sums"]
+    return values if values.numel() == n else None
 
 
 def load_or_compute(key: str, forward: SequenceLogps, examples: list[Example], pad_id: int, batch_size: int,
-                    device: torch.device, packing: bool, rank: int = 0, world: int = 1, console=None
-                    ) -> tuple[torch.Tensor, bool]:
-    """(flat summed log-probs, whether they came from the cache)."""
-    path = cache_path(key)
+                    device: torch.device, packing: bool, rank: int = 0, world: int = 1, console=None) -> Precomputed:
+    """Rank 0's cache file, or one pass sharded over the ranks (then cached by rank 0)."""
     n = sum(len(ex.responses) for ex in examples)
-    if path.is_file():
-        values = load_file(str(path))["sums"]
-        if values.numel() == n:
-            return values, True
-    values = compute(forward, examples, pad_id, batch_size, device, packing, rank, world, console)
+    path = cache_path(key)
+    values = _read_cache(path, n) if rank == 0 else None
+    if world > 1:
+        # Ranks that decided on their own caches would enter different collectives (the all-reduce of
+        # compute() on one side, training on the other) and hang: rank 0's decision is everyone's.
+        hit = torch.tensor([values is not None], dtype=torch.int32, device=device)
+        dist.broadcast(hit, src=0)
+        if hit.item():
+            values = values.to(device) if rank == 0 else torch.empty(n, dtype=torch.float32, device=device)
+            dist.broadcast(values, src=0)
+            values = values.cpu()
+    if values is not None:
+        return Precomputed(values, cached=True, per_rank=[])
+    values, per_rank = compute(forward, examples, pad_id, batch_size, device, packing, rank, world, console)
     if rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         save_file({"sums": values.contiguous()}, str(tmp), metadata={"key": key})
         os.replace(tmp, path)
-    return values, False
+    return Precomputed(values, cached=False, per_rank=per_rank)
 
 
 def per_example(values: torch.Tensor, examples: list[Example]) -> list[torch.Tensor]:

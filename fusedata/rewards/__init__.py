@@ -166,6 +166,22 @@ def validate_spec(spec: Any) -> dict[str, Any]:
     return out
 
 
+def scorer_name(spec: dict) -> str | None:
+    """The name a reward model's scores carry in the run store, known without loading it (the
+    driver of a cluster run needs it to find pending work). A judge's prompt version is part of
+    the name: a new prompt means new scores."""
+    cfg = validate_spec(spec)
+    if cfg["kind"] == "none":
+        return None
+    if cfg["kind"] == "seqcls":
+        from .seqcls import seqcls_name
+
+        return seqcls_name(cfg)
+    from .judge import JUDGE_PROMPT_VERSION, judge_name
+
+    return f"{judge_name(cfg)}@{JUDGE_PROMPT_VERSION}"
+
+
 def make_reward(spec: dict) -> RewardModel | None:
     """Build the reward model a spec describes; ``None`` for ``{"kind": "none"}``."""
     cfg = validate_spec(spec)
@@ -184,4 +200,4 @@ def make_reward(spec: dict) -> RewardModel | None:
     return LocalJudge(cfg)
 
 
-__all__ = ["KINDS", "RewardModel", "make_reward", "validate_spec"]
+__all__ = ["KINDS", "RewardModel", "make_reward", "scorer_name", "validate_spec"]

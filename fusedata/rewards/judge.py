@@ -84,7 +84,7 @@ def parse_rating(text: str | None) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _judge_name(cfg: dict[str, Any]) -> str:
+def judge_name(cfg: dict[str, Any]) -> str:
     if cfg.get("name"):
         return cfg["name"]
     model = cfg["model"]
@@ -115,7 +115,7 @@ class LocalJudge(RewardModel):
 
         super().__init__()
         self.cfg = cfg
-        self.name = _judge_name(cfg)
+        self.name = judge_name(cfg)
         self.prompt_version = JUDGE_PROMPT_VERSION
         self.batch_size = int(cfg.get("batch_size") or 8)
         if model is None or tokenizer is None:
@@ -239,7 +239,7 @@ class HTTPJudge(RewardModel):
 
         super().__init__()
         self.cfg = cfg
-        self.name = _judge_name(cfg)
+        self.name = judge_name(cfg)
         self.prompt_version = JUDGE_PROMPT_VERSION
         self.model_name = cfg["model"]
         self.base_url = cfg["base_url"]

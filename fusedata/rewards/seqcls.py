@@ -56,6 +56,10 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def seqcls_name(cfg: dict[str, Any]) -> str:
+    return cfg.get("name") or f"rm:{cfg['model']}"
+
+
 class SeqClsReward(RewardModel):
     def __init__(self, cfg: dict[str, Any], *, model: Any = None, tokenizer: Any = None):
         """``cfg`` is a validated spec (see ``validate_spec``). ``model``/``tokenizer`` may be
@@ -64,7 +68,7 @@ class SeqClsReward(RewardModel):
 
         super().__init__()
         self.cfg = cfg
-        self.name = cfg.get("name") or f"rm:{cfg['model']}"
+        self.name = seqcls_name(cfg)
         self.batch_size = int(cfg.get("batch_size") or 8)
         self.max_length = int(cfg.get("max_length") or 4096)
         self.output = cfg.get("output") or "auto"

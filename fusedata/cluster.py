@@ -1,0 +1,190 @@
+"""Where the batches of a build run: in this process, or as Ray Data pipelines across a cluster.
+
+Every expensive stage of ``fusedata build`` (generation per source model, the math and code
+verifiers, the reward model) is the same shape: a list of chunks, one stateful worker per
+replica (an engine, a reward model, a verifier pool), and each chunk's results written to the
+run store as they arrive. An executor runs that shape:
+
+- ``LocalExecutor``: one worker in this process, chunk after chunk.
+- ``RayExecutor``: the chunks become a Ray Data dataset (one row per chunk) mapped by an actor
+  pool (``map_batches`` with ``concurrency=replicas`` and the worker's CPUs/GPUs). The driver
+  streams the results with ``iter_rows`` and writes them to the run store itself, so each result
+  reaches the store exactly once (the store's keys make a repeated write a no-op), a killed actor
+  loses only the chunk it held (Ray Data re-runs it on another replica; if the whole job dies,
+  the next run recomputes the missing work from the store). vLLM sources on GPUs go through
+  ``ray.data.llm`` instead, one processor per source model.
+
+Both executors are given the same chunks, so the same work gives the same records: the
+transformers engine seeds each chunk from its first (prompt, sample) and CPU workers get one
+thread each in both cases (``OMP_NUM_THREADS=1`` here is what ``make test`` sets).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import FusekitError
+
+
+class Worker(Protocol):
+    def __call__(self, chunk: list) -> list: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one replica of a worker needs, and how many replicas to run (Ray only)."""
+
+    replicas: int = 1
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any] | None, default_gpus: float = 0.0) -> "Resources":
+        """A recipe block's ``extra.ray: {replicas, num_cpus, num_gpus}``."""
+        spec = dict((extra or {}).get("ray") or {})
+        unknown = set(spec) - {"replicas", "num_cpus", "num_gpus"}
+        if unknown:
+            raise FusekitError(f"recipe: extra.ray: unknown key(s) {', '.join(sorted(unknown))}; "
+                               "allowed: replicas, num_cpus, num_gpus")
+        try:
+            res = cls(int(spec.get("replicas", 1)), float(spec.get("num_cpus", 1.0)),
+                      float(spec.get("num_gpus", default_gpus)))
+        except (TypeError, ValueError):
+            raise FusekitError(f"recipe: extra.ray: numbers expected, got {spec}") from None
+        if res.replicas < 1 or res.num_cpus <= 0 or res.num_gpus < 0:
+            raise FusekitError(f"recipe: extra.ray: need replicas ≥ 1, num_cpus > 0, num_gpus ≥ 0; got {spec}")
+        return res
+
+
+class LocalExecutor:
+    name = "local"
+
+    def map(self, make_worker: Callable[[], Worker], chunks: list[list], resources: Resources = Resources()
+            ) -> Iterator[list]:
+        if not chunks:
+            return
+        worker = make_worker()
+        try:
+            for chunk in chunks:
+                yield worker(chunk)
+        finally:
+            worker.close()
+
+    def close(self) -> None:
+        pass
+
+
+class _Replica:
+    """A Ray Data actor holding one worker; chunks travel pickled so records keep their types."""
+
+    def __init__(self, make_worker: Callable[[], Worker]):
+        self.worker = make_worker()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = [pickle.dumps(self.worker(pickle.loads(blob))) for blob in batch["chunk"]]
+        return {"index": batch["index"], "result": out}
+
+
+class RayExecutor:
+    """Connects to ``address`` (``auto``, ``ray://host:10001``…), or starts a local instance for
+    ``local`` with ``num_cpus`` CPUs."""
+
+    name = "ray"
+
+    def __init__(self, address: str = "local", num_cpus: int | None = None):
+        try:
+            import ray
+            import ray.data
+        except ImportError:
+            raise FusekitError("--ray needs Ray Data: pip install 'fusekit[ray]' (ray[data])") from None
+        self._ray = ray
+        if not ray.is_initialized():
+            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            try:
+                if address == "local":
+                    ray.init(num_cpus=num_cpus or os.cpu_count(), **kw)
+                else:
+                    ray.init(address=address, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise FusekitError(f"cannot reach the Ray cluster at {address!r}: {e}") from None
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # fusedata's own bars count the results as they land
+        ctx.verbose_progress = False
+
+    def map(self, make_worker: Callable[[], Worker], chunks: list[list], resources: Resources = Resources()
+            ) -> Iterator[list]:
+        if not chunks:
+            return
+        ray = self._ray
+        rows = [{"index": i, "chunk": pickle.dumps(c)} for i, c in enumerate(chunks)]
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        ds = ds.map_batches(_Replica, fn_constructor_args=(make_worker,), batch_size=1,
+                            concurrency=min(resources.replicas, len(chunks)), num_cpus=resources.num_cpus,
+                            num_gpus=resources.num_gpus or None)
+        for row in ds.iter_rows():
+            yield pickle.loads(row["result"])
+
+    def close(self) -> None:
+        if self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(ray_address: str | None, num_cpus: int | None = None) -> LocalExecutor | RayExecutor:
+    return RayExecutor(ray_address, num_cpus) if ray_address else LocalExecutor()
+
+
+Executor = LocalExecutor | RayExecutor
+
+
+def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
+    """A vLLM source on GPU workers through ``ray.data.llm``: one processor per source model, its
+    replicas from ``extra.ray.replicas`` and vLLM's engine arguments (``tensor_parallel_size``…)
+    from ``extra.engine_kwargs``. One row per (prompt, sample) with the same per-sample seed as
+    the other engines; the driver writes each returned batch to the store. Needs vLLM and GPUs, so
+    it runs only on a GPU cluster (not here)."""
+    import json
+
+    from . import models
+    from .engines import chat_messages, sample_seed
+    from .records import Response
+
+    try:
+        import ray
+        from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
+    except ImportError as e:
+        raise FusekitError(f"vLLM on Ray needs ray[data] with ray.data.llm and vllm installed ({e})") from None
+    res = Resources.from_extra(spec.engine.extra, default_gpus=1)
+    sp = spec.sampling
+    rows = [{"prompt_id": req.prompt.id, "sample_idx": i, "seed": sample_seed(sp, req.prompt.id, i),
+             "messages": json.dumps(chat_messages(req.prompt, spec.engine))}
+            for chunk in chunks for req in chunk for i in req.sample_indices]
+    config = vLLMEngineProcessorConfig(
+        model_source=models.resolve(spec.engine.model).path, engine_kwargs=dict(spec.engine.extra.get("engine_kwargs") or {}),
+        concurrency=res.replicas, batch_size=spec.engine.batch_size, should_continue_on_error=True,
+    )
+    stop = list(spec.engine.stop) or None
+
+    def pre(row: dict) -> dict:
+        return {**row, "messages": json.loads(row["messages"]), "sampling_params": {
+            "temperature": sp.temperature, "top_p": sp.top_p, "repetition_penalty": sp.repetition_penalty,
+            "max_tokens": sp.max_tokens, "seed": int(row["seed"]), "stop": stop}}
+
+    def post(row: dict) -> dict:
+        text = row.get("generated_text")
+        return {"prompt_id": row["prompt_id"], "sample_idx": int(row["sample_idx"]), "text": text or "",
+                "n_in": int(row.get("num_input_tokens") or 0), "n_out": int(row.get("num_generated_tokens") or 0)}
+
+    ds = build_llm_processor(config, preprocess=pre, postprocess=post)(ray.data.from_items(rows))
+    for batch in ds.iter_batches(batch_size=spec.engine.batch_size, batch_format="pandas"):
+        yield [
+            Response(r.prompt_id, spec.name, sp.hash(), int(r.sample_idx), r.text.strip(), "stop", int(r.n_in), int(r.n_out))
+            if r.text.strip() else
+            Response(r.prompt_id, spec.name, sp.hash(), int(r.sample_idx), None, error="vLLM on Ray returned no text")
+            for r in batch.itertuples()
+        ]
