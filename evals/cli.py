@@ -97,7 +97,8 @@ def run(
 ) -> None:
     """Generate answers, judge them and score them; re-run to continue an interrupted run."""
     from .judges.client import JudgeSpec
-    from .run import RunConfig, run as run_bench
+    from .run import RunConfig
+    from .run import run as run_bench
 
     if limit is not None and limit < 1:
         raise FusekitError("--limit must be at least 1")

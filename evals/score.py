@@ -20,7 +20,7 @@ from fusedata.errors import FusekitError
 from .benches.arena_hard import style_metadata
 from .judges import alpaca_eval, arena_hard, mt_bench
 from .pricing import cost_usd
-from .records import Judgment, JudgeReply, Question
+from .records import JudgeReply, Judgment
 from .report import BenchReport, ModelResult
 from .scoring import alpaca as alpaca_scoring
 from .scoring import arena_hard as arena_scoring

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from .cluster import Executor
 from .errors import FusekitError
-from .pairs import build_fuserl, build_fusechat3, build_wrpo, gather, split_wrpo, to_trl_rows, wrpo_quadruple_rows
+from .pairs import build_fusechat3, build_fuserl, build_wrpo, gather, split_wrpo, to_trl_rows, wrpo_quadruple_rows
 from .recipe import Recipe
 from .store import RunStore
 

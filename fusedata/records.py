@@ -92,13 +92,13 @@ class SamplingParams:
 class Response:
     """One sample from one source model for one prompt, or the failure to get it.
 
-    The key is (prompt_id, model, params_hash, sample_idx). A failed request has
+    The key is (prompt_id, model, settings_hash, sample_idx). A failed request has
     ``error`` set and ``text`` None; it is never stored as an empty answer.
     """
 
     prompt_id: str
     model: str
-    params_hash: str
+    settings_hash: str
     sample_idx: int
     text: str | None
     finish_reason: str | None = None
@@ -109,7 +109,7 @@ class Response:
 
     @property
     def key(self) -> tuple[str, str, str, int]:
-        return (self.prompt_id, self.model, self.params_hash, self.sample_idx)
+        return (self.prompt_id, self.model, self.settings_hash, self.sample_idx)
 
     @property
     def ok(self) -> bool:
@@ -127,7 +127,7 @@ class Score:
 
     prompt_id: str
     model: str
-    params_hash: str
+    settings_hash: str
     sample_idx: int
     scorer: str
     value: float | None
@@ -177,7 +177,7 @@ SCHEMAS: dict[type, pa.Schema] = {
         [
             ("prompt_id", pa.string()),
             ("model", pa.string()),
-            ("params_hash", pa.string()),
+            ("settings_hash", pa.string()),
             ("sample_idx", pa.int32()),
             ("text", pa.string()),
             ("finish_reason", pa.string()),
@@ -191,7 +191,7 @@ SCHEMAS: dict[type, pa.Schema] = {
         [
             ("prompt_id", pa.string()),
             ("model", pa.string()),
-            ("params_hash", pa.string()),
+            ("settings_hash", pa.string()),
             ("sample_idx", pa.int32()),
             ("scorer", pa.string()),
             ("value", pa.float64()),

@@ -90,7 +90,7 @@ def _chunks(xs: list, n: int) -> list[list]:
 
 
 def _score(r: Response, scorer: str, value: float | None, label: str | None, detail: dict, error: str | None = None) -> Score:
-    return Score(r.prompt_id, r.model, r.params_hash, r.sample_idx, scorer, value, label, detail, error)
+    return Score(r.prompt_id, r.model, r.settings_hash, r.sample_idx, scorer, value, label, detail, error)
 
 
 def _math_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: ScoringConfig) -> list[Score]:

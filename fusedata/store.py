@@ -26,15 +26,15 @@ CREATE TABLE IF NOT EXISTS prompts (
   gold TEXT, tests TEXT, meta TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS responses (
-  prompt_id TEXT NOT NULL, model TEXT NOT NULL, params_hash TEXT NOT NULL, sample_idx INTEGER NOT NULL,
+  prompt_id TEXT NOT NULL, model TEXT NOT NULL, settings_hash TEXT NOT NULL, sample_idx INTEGER NOT NULL,
   text TEXT, finish_reason TEXT, n_input_tokens INTEGER NOT NULL, n_output_tokens INTEGER NOT NULL,
   error TEXT, seconds REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, updated REAL NOT NULL,
-  PRIMARY KEY (prompt_id, model, params_hash, sample_idx)
+  PRIMARY KEY (prompt_id, model, settings_hash, sample_idx)
 );
 CREATE TABLE IF NOT EXISTS scores (
-  prompt_id TEXT NOT NULL, model TEXT NOT NULL, params_hash TEXT NOT NULL, sample_idx INTEGER NOT NULL,
+  prompt_id TEXT NOT NULL, model TEXT NOT NULL, settings_hash TEXT NOT NULL, sample_idx INTEGER NOT NULL,
   scorer TEXT NOT NULL, value REAL, label TEXT, detail TEXT NOT NULL, error TEXT, updated REAL NOT NULL,
-  PRIMARY KEY (prompt_id, model, params_hash, sample_idx, scorer)
+  PRIMARY KEY (prompt_id, model, settings_hash, sample_idx, scorer)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -94,16 +94,16 @@ class RunStore:
         """Write one batch in one transaction. Successes are final; failures count attempts."""
         now = time.time()
         rows = [
-            (r.prompt_id, r.model, r.params_hash, r.sample_idx, r.text, r.finish_reason,
+            (r.prompt_id, r.model, r.settings_hash, r.sample_idx, r.text, r.finish_reason,
              r.n_input_tokens, r.n_output_tokens, r.error, r.seconds, now)
             for r in responses
         ]
         with self.db:
             self.db.executemany(
-                """INSERT INTO responses (prompt_id, model, params_hash, sample_idx, text, finish_reason,
+                """INSERT INTO responses (prompt_id, model, settings_hash, sample_idx, text, finish_reason,
                        n_input_tokens, n_output_tokens, error, seconds, updated)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (prompt_id, model, params_hash, sample_idx) DO UPDATE SET
+                   ON CONFLICT (prompt_id, model, settings_hash, sample_idx) DO UPDATE SET
                        text = excluded.text, finish_reason = excluded.finish_reason,
                        n_input_tokens = excluded.n_input_tokens, n_output_tokens = excluded.n_output_tokens,
                        error = excluded.error, seconds = excluded.seconds,
@@ -112,16 +112,16 @@ class RunStore:
                 rows,
             )
 
-    def done_keys(self, model: str, params_hash: str) -> set[tuple[str, int]]:
+    def done_keys(self, model: str, settings_hash: str) -> set[tuple[str, int]]:
         """(prompt_id, sample_idx) already answered successfully by this model with these params."""
         cur = self.db.execute(
-            "SELECT prompt_id, sample_idx FROM responses WHERE model = ? AND params_hash = ? AND error IS NULL",
-            (model, params_hash),
+            "SELECT prompt_id, sample_idx FROM responses WHERE model = ? AND settings_hash = ? AND error IS NULL",
+            (model, settings_hash),
         )
         return {(p, i) for p, i in cur}
 
     def responses(self, *, model: str | None = None, ok_only: bool = False) -> list[Response]:
-        q = ("SELECT prompt_id, model, params_hash, sample_idx, text, finish_reason, n_input_tokens,"
+        q = ("SELECT prompt_id, model, settings_hash, sample_idx, text, finish_reason, n_input_tokens,"
              " n_output_tokens, error, seconds FROM responses")
         conds, args = [], []
         if model:
@@ -136,7 +136,7 @@ class RunStore:
     def failures(self) -> list[tuple[Response, int]]:
         """Failed responses with their attempt counts."""
         rows = self.db.execute(
-            "SELECT prompt_id, model, params_hash, sample_idx, text, finish_reason, n_input_tokens,"
+            "SELECT prompt_id, model, settings_hash, sample_idx, text, finish_reason, n_input_tokens,"
             " n_output_tokens, error, seconds, attempts FROM responses WHERE error IS NOT NULL ORDER BY rowid"
         ).fetchall()
         return [(Response(*r[:10]), r[10]) for r in rows]
@@ -157,12 +157,12 @@ class RunStore:
         rows = []
         for s in scores:
             r = to_row(s)
-            rows.append((r["prompt_id"], r["model"], r["params_hash"], r["sample_idx"], r["scorer"],
+            rows.append((r["prompt_id"], r["model"], r["settings_hash"], r["sample_idx"], r["scorer"],
                          r["value"], r["label"], r["detail"], r["error"], now))
         with self.db:
             self.db.executemany(
                 """INSERT INTO scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (prompt_id, model, params_hash, sample_idx, scorer) DO UPDATE SET
+                   ON CONFLICT (prompt_id, model, settings_hash, sample_idx, scorer) DO UPDATE SET
                        value = excluded.value, label = excluded.label, detail = excluded.detail,
                        error = excluded.error, updated = excluded.updated
                    WHERE scores.error IS NOT NULL""",
@@ -170,16 +170,16 @@ class RunStore:
             )
 
     def scores(self, scorer: str | None = None) -> list[Score]:
-        q = ("SELECT prompt_id, model, params_hash, sample_idx, scorer, value, label, detail, error FROM scores")
+        q = ("SELECT prompt_id, model, settings_hash, sample_idx, scorer, value, label, detail, error FROM scores")
         args: tuple = ()
         if scorer:
             q, args = q + " WHERE scorer = ?", (scorer,)
         return [from_row(Score, dict(zip(
-            ("prompt_id", "model", "params_hash", "sample_idx", "scorer", "value", "label", "detail", "error"), row)))
+            ("prompt_id", "model", "settings_hash", "sample_idx", "scorer", "value", "label", "detail", "error"), row)))
             for row in self.db.execute(q + " ORDER BY rowid", args)]
 
     def scored_keys(self, scorer: str) -> set[tuple[str, str, str, int]]:
         cur = self.db.execute(
-            "SELECT prompt_id, model, params_hash, sample_idx FROM scores WHERE scorer = ? AND error IS NULL", (scorer,)
+            "SELECT prompt_id, model, settings_hash, sample_idx FROM scores WHERE scorer = ? AND error IS NULL", (scorer,)
         )
         return {tuple(r) for r in cur}

@@ -29,6 +29,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+
 def _shown(path: Path) -> Path:
     """Relative to the working directory when below it: the commands print as a user would type them."""
     try:

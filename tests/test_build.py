@@ -54,7 +54,7 @@ def test_build_writes_every_response_once_and_a_summary(tmp_path, tiny_llama):
     assert res.returncode == 0, res.stderr
     out = tmp_path / "run"
     # 10 prompts × (2 + 3) samples
-    assert rows(out, "SELECT COUNT(*), COUNT(DISTINCT prompt_id || model || params_hash || sample_idx) FROM responses") == [(50, 50)]
+    assert rows(out, "SELECT COUNT(*), COUNT(DISTINCT prompt_id || model || settings_hash || sample_idx) FROM responses") == [(50, 50)]
     assert rows(out, "SELECT domain, COUNT(*) FROM prompts GROUP BY domain ORDER BY domain") == [("code", 5), ("math", 5)]
     assert rows(out, "SELECT COUNT(*) FROM responses WHERE error IS NOT NULL OR text IS NULL") == [(0,)]
     summary = json.loads((out / "summary.json").read_text())

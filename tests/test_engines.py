@@ -40,7 +40,7 @@ def test_transformers_engine_samples_n_per_prompt_reproducibly(tiny_llama):
     assert [r.sample_idx for r in a] == [0, 1, 2]
     assert [r.text for r in a] == [r.text for r in b]
     assert len({r.text for r in a}) > 1  # sampling, not three copies of one greedy answer
-    assert {r.params_hash for r in a} == {sp.hash()}
+    assert {r.settings_hash for r in a} == {sp.hash()}
 
 
 def test_transformers_engine_batch_failure_becomes_failure_records(tiny_llama, monkeypatch):

@@ -7,8 +7,8 @@ only; request tests look at where each text lands in the rendered messages.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import re
+from dataclasses import replace
 
 import pytest
 

@@ -6,8 +6,16 @@ import math
 
 import pytest
 
-from fusedata.pairs import (build_fusechat3, build_fuserl, build_wrpo, gather, split_fusechat3, split_wrpo,
-                            to_trl_rows, wrpo_quadruple_rows)
+from fusedata.pairs import (
+    build_fusechat3,
+    build_fuserl,
+    build_wrpo,
+    gather,
+    split_fusechat3,
+    split_wrpo,
+    to_trl_rows,
+    wrpo_quadruple_rows,
+)
 from fusedata.pairs.candidates import Candidate
 from fusedata.records import Prompt, Response, Score
 

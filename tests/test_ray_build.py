@@ -62,13 +62,13 @@ def rounded(value):
 def records(out: Path) -> dict[str, list[tuple]]:
     with sqlite3.connect(out / "run.sqlite") as c:
         return {
-            "responses": sorted(c.execute("SELECT prompt_id, model, params_hash, sample_idx, text, finish_reason, "
+            "responses": sorted(c.execute("SELECT prompt_id, model, settings_hash, sample_idx, text, finish_reason, "
                                           "n_input_tokens, n_output_tokens, error FROM responses")),
             # A score's detail also holds timings and sandbox paths, which differ between any two runs; the
             # judge's expected rating can differ in its last bit between processes (1e-16), so 12 digits.
             "scores": sorted((*row[:5], None if row[5] is None else float(f"{row[5]:.12g}"), row[6],
                               {k: v for k, v in json.loads(row[7]).items() if k not in VOLATILE}, row[8])
-                             for row in c.execute("SELECT prompt_id, model, params_hash, sample_idx, scorer, value, "
+                             for row in c.execute("SELECT prompt_id, model, settings_hash, sample_idx, scorer, value, "
                                                   "label, detail, error FROM scores")),
         }
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pyarrow as pa
 
-from fusedata.records import Pair, Prompt, Response, SamplingParams, Score, SCHEMAS, from_row, prompt_id_for, to_table
+from fusedata.records import SCHEMAS, Pair, Prompt, Response, SamplingParams, Score, from_row, prompt_id_for, to_table
 from fusedata.store import RunStore
 
 

@@ -25,7 +25,7 @@ import numpy as np
 __all__ = [
     "VERDICT_LABELS",
     "STYLE_FEATURES",
-    "Judgment",
+    "GamePair",
     "Battle",
     "BattleSet",
     "Outcome",
@@ -34,7 +34,7 @@ __all__ = [
     "ArenaHardResult",
     "normalize_verdict",
     "verdict_outcomes",
-    "parse_judgments",
+    "parse_game_pairs",
     "battles_v01",
     "outcomes_v2",
     "fit_bt_ratings",
@@ -100,7 +100,7 @@ def verdict_outcomes(label: str, *, model_is_a: bool, weight: int = 3) -> list[f
 
 
 @dataclass(frozen=True)
-class Judgment:
+class GamePair:
     """Two games for one (model, question): ``games[0]`` has the baseline as A, ``games[1]`` the model."""
 
     uid: str
@@ -109,11 +109,11 @@ class Judgment:
     category: str | None = None
 
 
-def parse_judgments(judgments: Iterable[Judgment | Mapping[str, Any]]) -> list[Judgment]:
+def parse_game_pairs(judgments: Iterable[GamePair | Mapping[str, Any]]) -> list[GamePair]:
     """Coerce judgment records (``uid`` or ``question_id``, ``model`` or ``model_id``, ``games``)."""
     out = []
     for rec in judgments:
-        if isinstance(rec, Judgment):
+        if isinstance(rec, GamePair):
             out.append(rec)
             continue
         if not isinstance(rec, Mapping):
@@ -124,7 +124,7 @@ def parse_judgments(judgments: Iterable[Judgment | Mapping[str, Any]]) -> list[J
             raise ValueError(f"judgment needs 'uid' (or 'question_id') and 'model': {rec!r:.200}")
         games = list(rec.get("games") or [])
         games = (games + [None, None])[:2]
-        out.append(Judgment(str(uid), str(model), (games[0], games[1]), rec.get("category")))
+        out.append(GamePair(str(uid), str(model), (games[0], games[1]), rec.get("category")))
     return out
 
 
@@ -153,7 +153,7 @@ class BattleSet:
 
 
 def battles_v01(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     baseline: str = "gpt-4-0314",
     *,
     weight: int = 3,
@@ -169,7 +169,7 @@ def battles_v01(
     rows: list[Battle] = []
     n_games = 0
     n_dropped = 0
-    for j in parse_judgments(judgments):
+    for j in parse_game_pairs(judgments):
         games = j.games[:1] if first_game_only else j.games
         for game_index, game in enumerate(games):
             n_games += 1
@@ -209,7 +209,7 @@ class OutcomeSet:
 
 
 def outcomes_v2(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     *,
     weight: int = 3,
     category: str | None = None,
@@ -220,7 +220,7 @@ def outcomes_v2(
     rows: list[Outcome] = []
     n = 0
     dropped = 0
-    for j in parse_judgments(judgments):
+    for j in parse_game_pairs(judgments):
         if category is not None and j.category != category:
             continue
         n += 1
@@ -442,7 +442,7 @@ def score_battles_v01(
 
 
 def arena_hard_v01(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     baseline: str = "gpt-4-0314",
     *,
     weight: int = 3,
@@ -463,7 +463,7 @@ def arena_hard_v01(
 
 
 def arena_hard_v2(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     baseline: str,
     *,
     weight: int = 3,
@@ -555,7 +555,7 @@ def _zscore(f: np.ndarray, ddof: int, center: bool = True) -> np.ndarray:
 
 
 def arena_hard_v2_style_control(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     metadata: Mapping[str, Mapping[str, Mapping[str, Any]]],
     baseline: str,
     *,
@@ -647,7 +647,7 @@ def arena_hard_v2_style_control(
 
 
 def arena_hard_v01_style_control(
-    judgments: Iterable[Judgment | Mapping[str, Any]],
+    judgments: Iterable[GamePair | Mapping[str, Any]],
     metadata: Mapping[str, Mapping[str, Mapping[str, Any]]],
     baseline: str = "gpt-4-0314",
     *,

@@ -36,7 +36,7 @@ class Candidate:
     reward: float | None = None
     verified: bool | None = None
     finish_reason: str | None = None
-    params_hash: str = ""
+    settings_hash: str = ""
     verifier_label: str | None = None
 
     @property
@@ -55,7 +55,7 @@ class Candidate:
         """What an example's ``meta`` records about this response."""
         return {"model": self.model, "sample_idx": self.sample_idx, "reward": self.reward,
                 "verified": self.verified, "verifier_label": self.verifier_label,
-                "params_hash": self.params_hash}
+                "settings_hash": self.settings_hash}
 
 
 class CandidateSet(dict):
@@ -114,7 +114,7 @@ def gather(
     by_key: dict[tuple[str, str, str, int, str], Score] = {}
     for s in scores:
         if s.error is None:
-            by_key[(s.prompt_id, s.model, s.params_hash, s.sample_idx, s.scorer)] = s
+            by_key[(s.prompt_id, s.model, s.settings_hash, s.sample_idx, s.scorer)] = s
     out = CandidateSet()
     out.reward_scorer = reward_scorer
     pmap: dict[str, Prompt] = {}
@@ -135,17 +135,17 @@ def gather(
         if not (r.text or "").strip():
             out.dropped["empty"] += 1
             continue
-        key = (r.prompt_id, r.model, r.params_hash, r.sample_idx)
+        key = (r.prompt_id, r.model, r.settings_hash, r.sample_idx)
         rs = by_key.get((*key, reward_scorer)) if reward_scorer else None
         reward = rs.value if rs is not None and rs.value is not None and math.isfinite(rs.value) else None
         vs = by_key.get((*key, p.domain)) if p.domain in VERIFIED_DOMAINS else None
         out[p.id].append(Candidate(
             prompt=p, model=r.model, sample_idx=r.sample_idx, text=r.text or "", reward=reward,
-            verified=_verdict(p.domain, vs), finish_reason=r.finish_reason, params_hash=r.params_hash,
+            verified=_verdict(p.domain, vs), finish_reason=r.finish_reason, settings_hash=r.settings_hash,
             verifier_label=vs.label if vs is not None else None,
         ))
     for lst in out.values():
-        lst.sort(key=lambda c: (c.model, c.sample_idx, c.params_hash))
+        lst.sort(key=lambda c: (c.model, c.sample_idx, c.settings_hash))
     return out
 
 

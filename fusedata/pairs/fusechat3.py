@@ -32,8 +32,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ..records import Pair
-from .candidates import (VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, best, prompt_messages, unit_hash,
-                         worst)
+from .candidates import VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, best, prompt_messages, unit_hash, worst
 
 Window = tuple[float, float] | None
 # Float slack so that a gap computed as e.g. 0.51 - 0.50 = 0.010000000000000009 counts as 0.01.

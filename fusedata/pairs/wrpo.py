@@ -20,8 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..records import Pair
-from .candidates import (VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, best, prompt_messages, unit_hash,
-                         worst)
+from .candidates import VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, best, prompt_messages, unit_hash, worst
 
 SFT_SHARE = 1 / 3
 
