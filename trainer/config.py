@@ -23,17 +23,13 @@ SimPO margin: ``loss.gamma`` is the **absolute** margin (TRL's ``simpo_gamma``);
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
+from fusedata.config import apply_overrides, build, choice, did_you_mean, load_yaml
 from fusedata.errors import FusekitError
 
 from .losses import gamma_from_ratio
@@ -174,72 +170,20 @@ _DEFAULT_BETA = {"dpo": 0.1, "wrpo": 0.01, "fusepo": 0.1, "simpo": 2.0}
 _MEAN_BETA = 10.0
 
 
-def _check_type(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        return _check_type(value, args[0], where)
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if hint is Any:
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is list or origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise FusekitError(f"{where}: expected a list, got {value!r}")
-        return list(value)
-    if isinstance(value, bool) and hint is not bool:
-        raise FusekitError(f"{where}: expected {hint.__name__}, got {value!r}")
-    if hint is float and isinstance(value, str):
-        try:  # YAML reads 5e-7 (no dot) as a string
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, hint):
-        raise FusekitError(f"{where}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise FusekitError(f"{where}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in hints:
-            near = difflib.get_close_matches(str(key), hints, n=1)
-            tip = f" (did you mean '{near[0]}'?)" if near else f"; allowed: {', '.join(hints)}"
-            raise FusekitError(f"{where}: unknown key '{key}'{tip}")
-        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}" if where else key)
-    return cls(**kwargs)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
-    if value not in allowed:
-        near = difflib.get_close_matches(str(value), allowed, n=1)
-        tip = f" (did you mean '{near[0]}'?)" if near else ""
-        raise FusekitError(f"{where}: unknown value {value!r}{tip}; expected one of {', '.join(allowed)}")
-
-
 def validate(cfg: Config) -> Config:
     """Check choices and ranges, fill method defaults (beta); return ``cfg``."""
-    _choice(cfg.method, METHODS, "method")
-    _choice(cfg.model.precision, ("auto", "fp32", "bf16"), "model.precision")
-    _choice(cfg.loss.normalize, ("sum", "mean"), "loss.normalize")
-    _choice(cfg.loss.alpha_schedule, ("linear", "fixed"), "loss.alpha_schedule")
-    _choice(cfg.loss.base, ("dpo", "simpo"), "loss.base")
-    _choice(cfg.train.scheduler, ("cosine", "linear", "constant"), "train.scheduler")
-    _choice(cfg.train.distributed, ("auto", "none", "ddp", "fsdp2"), "train.distributed")
-    _choice(cfg.data.on_empty, ("error", "drop"), "data.on_empty")
+    choice(cfg.method, METHODS, "method")
+    choice(cfg.model.precision, ("auto", "fp32", "bf16"), "model.precision")
+    choice(cfg.loss.normalize, ("sum", "mean"), "loss.normalize")
+    choice(cfg.loss.alpha_schedule, ("linear", "fixed"), "loss.alpha_schedule")
+    choice(cfg.loss.base, ("dpo", "simpo"), "loss.base")
+    choice(cfg.train.scheduler, ("cosine", "linear", "constant"), "train.scheduler")
+    choice(cfg.train.distributed, ("auto", "none", "ddp", "fsdp2"), "train.distributed")
+    choice(cfg.data.on_empty, ("error", "drop"), "data.on_empty")
     if cfg.loss.reference is not None:
-        _choice(cfg.loss.reference, ("precompute", "live", "none"), "loss.reference")
+        choice(cfg.loss.reference, ("precompute", "live", "none"), "loss.reference")
     if cfg.loss.sft_normalize is not None:
-        _choice(cfg.loss.sft_normalize, ("token", "response"), "loss.sft_normalize")
+        choice(cfg.loss.sft_normalize, ("token", "response"), "loss.sft_normalize")
     if cfg.method in ("simpo",) and cfg.loss.base != "dpo":
         raise FusekitError("loss.base only applies to wrpo and fusepo")
     if needs_reference(cfg) and cfg.reference_mode == "none":
@@ -278,31 +222,7 @@ def validate(cfg: Config) -> Config:
 
 def parse(raw: Any) -> Config:
     """A validated :class:`Config` from a parsed YAML mapping."""
-    return validate(_build(Config, raw, ""))
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides (values parsed as YAML) to a raw recipe mapping."""
-    out = json.loads(json.dumps(raw))
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise FusekitError(f"override {item!r}: expected key=value, e.g. loss.beta=0.1")
-        node = out
-        *parents, last = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise FusekitError(f"override {item!r}: {p} is not a section")
-        node[last] = _parse_value(value)
-    return out
+    return validate(build(Config, raw, ""))
 
 
 def recipe_path(name: str) -> Path:
@@ -314,18 +234,9 @@ def recipe_path(name: str) -> Path:
     if packaged.is_file():
         return packaged
     known = sorted(f.stem for f in RECIPES_DIR.glob("*.yaml"))
-    near = difflib.get_close_matches(name, known, n=1)
-    tip = f" (did you mean '{near[0]}'?)" if near else ""
-    raise FusekitError(f"recipe not found: {name}{tip}; packaged recipes: {', '.join(known)}")
+    raise FusekitError(f"recipe not found: {name}{did_you_mean(name, known)}; packaged recipes: {', '.join(known)}")
 
 
 def load(name: str, overrides: list[str] | None = None) -> Config:
     """Read a recipe file (or packaged recipe name), apply overrides, validate."""
-    path = recipe_path(name)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise FusekitError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise FusekitError(f"{path}: a recipe is a mapping of sections")
-    return parse(apply_overrides(raw, overrides or []))
+    return parse(apply_overrides(load_yaml(recipe_path(name)), overrides or []))
