@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,8 @@ def child_ours(spec: dict[str, Any]) -> dict[str, Any]:
     })
     summary = loop.train(cfg, console=Console(file=open(os.devnull, "w")))
     rows = [json.loads(line) for line in (Path(spec["out"]) / "metrics.jsonl").read_text().splitlines()]
-    return {"step_seconds": [r["tokens"] / r["tokens_per_s"] for r in rows], "tokens_per_step": [r["tokens"] for r in rows],
+    return {"step_seconds": [r["tokens"] / r["tokens_per_s"] for r in rows],
+            "tokens_per_step": [r["tokens"] for r in rows],
             "precompute_s": probe.get("precompute_s", 0.0), "reference_cached": summary["reference_cached"],
             "rss_loaded_mb": probe["rss_loaded"], "peak_rss_mb": probe["hwm_steps"][-1],
             "peak_rss_end_mb": rss_mb("VmHWM"), "wall_s": summary["wall_seconds"]}
@@ -271,10 +273,11 @@ def measured(result: dict[str, Any], tokens: list[int], warmup: int, rows_per_st
     pre = result.get("precompute_s", 0.0) * share
     return {**result, "measured_tokens": toks, "measured_seconds": round(secs, 3), "tokens_per_s": toks / secs,
             "tokens_per_s_with_precompute": toks / (secs + pre), "precompute_share_s": round(pre, 3),
-            "step_s_mean": secs / (len(tokens) - warmup), "transient_mb": result["peak_rss_mb"] - result["rss_loaded_mb"]}
+            "step_s_mean": secs / (len(tokens) - warmup),
+            "transient_mb": result["peak_rss_mb"] - result["rss_loaded_mb"]}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=4, help="measured optimizer steps")
     ap.add_argument("--warmup", type=int, default=1, help="steps run first and not measured")
@@ -289,55 +292,66 @@ def main() -> None:
                     help="seconds to wait, before each run, for other processes to leave the CPUs")
     ap.add_argument("--skip", default="", help="comma list of runs to skip: trl_precompute,wrpo,packing")
     ap.add_argument("--child", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    if args.child:
-        kind, spec_path = args.child
-        spec = json.loads(Path(spec_path).read_text())
-        result = child_trl(spec) if kind.startswith("trl") else child_ours(spec)
-        Path(spec["result"]).write_text(json.dumps(result))
-        return
 
+@dataclass
+class Workload:
+    """The rows both trainers see, and the tokens each step covers in our trainer's order."""
+
+    n_rows: int
+    model_path: str
+    dpo_rows: list[dict]
+    wrpo_rows: list[dict]
+    order: list[list[int]]  # example indices of each step
+    dpo_tokens: list[int]
+    wrpo_tokens: list[int]
+    prompt_lengths: list[int]
+    response_lengths: list[int]
+
+
+def build_workload(args: argparse.Namespace) -> Workload:
     from fusedata import models
     from trainer.data import to_groups, tokenize
     from trainer.loop import step_indices
 
-    skip = set(filter(None, args.skip.split(",")))
     total = args.warmup + args.steps
     n_rows = args.rows or total * args.batch_size
     ref = models.resolve(MODEL)
     tok = models.load_tokenizer(ref)
     dpo_rows, wrpo_rows = make_rows(n_rows, args.seed, tok, (40, 100), (100, 250))
-
     # Token counts from our tokenization, per step in our trainer's order (TRL gets the same order).
     examples, _ = tokenize(to_groups(dpo_rows, "dpo"), tok, args.max_length, args.max_length // 2)
     w_examples, _ = tokenize(to_groups(wrpo_rows, "wrpo"), tok, args.max_length, args.max_length // 2)
     order = [step_indices(s, n_rows, args.batch_size, args.seed) for s in range(total)]
-    dpo_tokens = [sum(examples[i].n_tokens for i in idx) for idx in order]
-    wrpo_tokens = [sum(w_examples[i].n_tokens for i in idx) for idx in order]
     longest = max(len(ex.prompt_ids) + max(map(len, ex.responses)) for ex in w_examples)
     if longest > args.max_length or any(ex.truncated for ex in examples + w_examples):
         raise SystemExit(f"a sequence of {longest} tokens exceeds --max-length {args.max_length}; the trainers "
                          "truncate differently, so raise it")
+    return Workload(n_rows, ref.path, dpo_rows, wrpo_rows, order,
+                    [sum(examples[i].n_tokens for i in idx) for idx in order],
+                    [sum(w_examples[i].n_tokens for i in idx) for idx in order],
+                    [len(ex.prompt_ids) for ex in examples], [len(r) for ex in examples for r in ex.responses])
 
-    out_dir = Path(__file__).parent / "out"
-    out_dir.mkdir(exist_ok=True)
-    log = out_dir / "train_throughput.log"
-    log.write_text("")
-    console = Console()
+
+def run_all(args: argparse.Namespace, w: Workload, log: Path, console: Console) -> dict[str, dict[str, Any]]:
+    """Every run of the plan not in ``--skip``, one subprocess each, measured over the same steps."""
+    skip = set(filter(None, args.skip.split(",")))
+    runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        dpo_path = write_jsonl(dpo_rows, tmp / "dpo.jsonl")
-        wrpo_path = write_jsonl(wrpo_rows, tmp / "wrpo.jsonl")
-        trl_path = write_jsonl([dpo_rows[i] for idx in order for i in idx], tmp / "dpo_trl_order.jsonl")
+        dpo_path = write_jsonl(w.dpo_rows, tmp / "dpo.jsonl")
+        wrpo_path = write_jsonl(w.wrpo_rows, tmp / "wrpo.jsonl")
+        trl_path = write_jsonl([w.dpo_rows[i] for idx in w.order for i in idx], tmp / "dpo_trl_order.jsonl")
         # A fresh cache whose models/ is the real one: the reference pass runs cold, the converted model is reused.
         cache = tmp / "cache"
         cache.mkdir()
-        (cache / "models").symlink_to(Path(ref.path).parent, target_is_directory=True)
+        (cache / "models").symlink_to(Path(w.model_path).parent, target_is_directory=True)
         env = {**os.environ, "FUSEKIT_CACHE": str(cache), "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-        common = {"batch_size": args.batch_size, "steps": total, "lr": args.lr, "beta": args.beta, "seed": args.seed,
-                  "max_length": args.max_length, "threads": args.threads, "model_path": ref.path}
+        common = {"batch_size": args.batch_size, "steps": args.warmup + args.steps, "lr": args.lr, "beta": args.beta,
+                  "seed": args.seed, "max_length": args.max_length, "threads": args.threads,
+                  "model_path": w.model_path}
 
         def ours(method: str, rows: Path, packing: bool = False) -> dict[str, Any]:
             for f in (cache / "reference_logps").glob("*"):  # each run pays its own reference pass
@@ -345,57 +359,60 @@ def main() -> None:
             return run_child(f"ours_{method}", {**common, "method": method, "rows": str(rows), "packing": packing},
                              env, log)
 
-        runs: dict[str, dict[str, Any]] = {}
-        plan = [("trl", lambda: run_child("trl", {**common, "rows": str(trl_path), "precompute": False}, env, log),
-                 dpo_tokens),
-                ("ours_dpo", lambda: ours("dpo", dpo_path), dpo_tokens),
-                ("trl_precompute", lambda: run_child("trl_precompute", {**common, "rows": str(trl_path),
-                                                                         "precompute": True}, env, log), dpo_tokens),
-                ("wrpo", lambda: ours("wrpo", wrpo_path), wrpo_tokens),
-                ("packing", lambda: ours("dpo", dpo_path, packing=True), dpo_tokens)]
+        def trl(kind: str, precompute: bool) -> dict[str, Any]:
+            return run_child(kind, {**common, "rows": str(trl_path), "precompute": precompute}, env, log)
+
+        plan = [("trl", lambda: trl("trl", False), w.dpo_tokens),
+                ("ours_dpo", lambda: ours("dpo", dpo_path), w.dpo_tokens),
+                ("trl_precompute", lambda: trl("trl_precompute", True), w.dpo_tokens),
+                ("wrpo", lambda: ours("wrpo", wrpo_path), w.wrpo_tokens),
+                ("packing", lambda: ours("dpo", dpo_path, packing=True), w.dpo_tokens)]
         for name, fn, tokens in plan:
             if name in skip:
                 continue
             wait_idle(args.max_wait, console)
             console.print(f"[dim]running {name} …[/]")
-            r = runs[name] = measured(fn(), tokens, args.warmup, args.batch_size, n_rows)
+            r = runs[name] = measured(fn(), tokens, args.warmup, args.batch_size, w.n_rows)
             console.print(f"[dim]  {name}: {r['tokens_per_s']:.0f} tok/s, peak {r['peak_rss_mb']:.0f} MB, "
                           f"process {r['process_s']:.0f} s, other processes {r['other_cpu_share']:.0%} of the CPUs[/]")
             if r["other_cpu_share"] > 0.05:
                 console.print(f"[yellow]  {name} shared the machine with other work; its timings are inflated[/]")
+    return runs
 
-    ours_r, trl_r = runs["ours_dpo"], runs["trl"]
-    if ours_r["tokens_per_step"] != dpo_tokens:
-        console.print(f"[yellow]our trainer counted {ours_r['tokens_per_step']} tokens per step, this script "
-                      f"{dpo_tokens}[/]")
+
+def ratios_of(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Ours against each peer measured in the same run."""
+    ours, trl = runs["ours_dpo"], runs["trl"]
     ratios = {
-        "tokens_per_s_ours_over_trl": ours_r["tokens_per_s"] / trl_r["tokens_per_s"],
-        "tokens_per_s_ours_with_precompute_over_trl": ours_r["tokens_per_s_with_precompute"] / trl_r["tokens_per_s"],
-        "peak_rss_ours_over_trl": ours_r["peak_rss_mb"] / trl_r["peak_rss_mb"],
+        "tokens_per_s_ours_over_trl": ours["tokens_per_s"] / trl["tokens_per_s"],
+        "tokens_per_s_ours_with_precompute_over_trl": ours["tokens_per_s_with_precompute"] / trl["tokens_per_s"],
+        "peak_rss_ours_over_trl": ours["peak_rss_mb"] / trl["peak_rss_mb"],
     }
     if "trl_precompute" in runs:
-        ratios["tokens_per_s_ours_over_trl_precompute"] = ours_r["tokens_per_s"] / runs["trl_precompute"]["tokens_per_s"]
-        ratios["peak_rss_ours_over_trl_precompute"] = ours_r["peak_rss_mb"] / runs["trl_precompute"]["peak_rss_mb"]
+        ratios["tokens_per_s_ours_over_trl_precompute"] = ours["tokens_per_s"] / runs["trl_precompute"]["tokens_per_s"]
+        ratios["peak_rss_ours_over_trl_precompute"] = ours["peak_rss_mb"] / runs["trl_precompute"]["peak_rss_mb"]
     if "wrpo" in runs:
-        ratios["wrpo_over_dpo_step_time"] = runs["wrpo"]["step_s_mean"] / ours_r["step_s_mean"]
+        ratios["wrpo_over_dpo_step_time"] = runs["wrpo"]["step_s_mean"] / ours["step_s_mean"]
     if "packing" in runs:
-        ratios["packed_over_padded_tokens_per_s"] = runs["packing"]["tokens_per_s"] / ours_r["tokens_per_s"]
+        ratios["packed_over_padded_tokens_per_s"] = runs["packing"]["tokens_per_s"] / ours["tokens_per_s"]
+    return ratios
 
-    import torch
 
-    lengths = [len(ex.prompt_ids) for ex in examples], [len(r) for ex in examples for r in ex.responses]
+def print_tables(args: argparse.Namespace, w: Workload, runs: dict[str, dict[str, Any]], ratios: dict[str, float],
+                 console: Console) -> None:
     t = Table(title="DPO training throughput, SmolLM2-135M fp32 CPU")
     t.caption = (f"{args.threads} torch threads · batch {args.batch_size} pairs · {args.steps} measured steps after "
-                 f"{args.warmup} warm-up · max_length {args.max_length} · prompts {min(lengths[0])}–{max(lengths[0])} "
-                 f"tokens, responses {min(lengths[1])}–{max(lengths[1])} · 'ref' adds the reference pass pro rata")
+                 f"{args.warmup} warm-up · max_length {args.max_length} · prompts {min(w.prompt_lengths)}–"
+                 f"{max(w.prompt_lengths)} tokens, responses {min(w.response_lengths)}–{max(w.response_lengths)} · "
+                 "'ref' adds the reference pass pro rata")
     for c in ("run", "tok/s", "tok/s +ref", "s/step", "peak MB", "loaded MB", "busy"):
         t.add_column(c, justify="left" if c == "run" else "right")
     names = {"ours_dpo": "fusekit dpo", "trl": "TRL live ref", "trl_precompute": "TRL precompute",
              "wrpo": "fusekit wrpo", "packing": "fusekit packed"}
-    for key in ("ours_dpo", "trl", "trl_precompute", "wrpo", "packing"):
+    for key, label in names.items():
         if key in runs:
             r = runs[key]
-            t.add_row(names[key], f"{r['tokens_per_s']:.0f}", f"{r['tokens_per_s_with_precompute']:.0f}",
+            t.add_row(label, f"{r['tokens_per_s']:.0f}", f"{r['tokens_per_s_with_precompute']:.0f}",
                       f"{r['step_s_mean']:.2f}", f"{r['peak_rss_mb']:.0f}", f"{r['rss_loaded_mb']:.0f}",
                       f"{r['other_cpu_share']:.0%}")
     console.print(t)
@@ -411,10 +428,35 @@ def main() -> None:
         g.add_row(k, f"[{style}]{v:.3f}[/]" if style else f"{v:.3f}", goal)
     console.print(g)
 
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        kind, spec_path = args.child
+        spec = json.loads(Path(spec_path).read_text())
+        result = child_trl(spec) if kind.startswith("trl") else child_ours(spec)
+        Path(spec["result"]).write_text(json.dumps(result))
+        return
+
+    import torch
+
+    w = build_workload(args)
+    out_dir = Path(__file__).parent / "out"
+    out_dir.mkdir(exist_ok=True)
+    log = out_dir / "train_throughput.log"
+    log.write_text("")
+    console = Console()
+    runs = run_all(args, w, log, console)
+    if runs["ours_dpo"]["tokens_per_step"] != w.dpo_tokens:
+        console.print(f"[yellow]our trainer counted {runs['ours_dpo']['tokens_per_step']} tokens per step, this "
+                      f"script {w.dpo_tokens}[/]")
+    ratios = ratios_of(runs)
+    print_tables(args, w, runs, ratios, console)
     result = {
-        "config": {**vars(args), "rows": n_rows, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                   "tokens_per_step_dpo": dpo_tokens, "tokens_per_step_wrpo": wrpo_tokens,
-                   "prompt_tokens": [min(lengths[0]), max(lengths[0])], "response_tokens": [min(lengths[1]), max(lengths[1])]},
+        "config": {**vars(args), "rows": w.n_rows, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                   "tokens_per_step_dpo": w.dpo_tokens, "tokens_per_step_wrpo": w.wrpo_tokens,
+                   "prompt_tokens": [min(w.prompt_lengths), max(w.prompt_lengths)],
+                   "response_tokens": [min(w.response_lengths), max(w.response_lengths)]},
         "runs": runs, "ratios": {k: round(v, 4) for k, v in ratios.items()},
     }
     (out_dir / "train_throughput.json").write_text(json.dumps(result, indent=2, default=str))

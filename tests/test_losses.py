@@ -14,6 +14,7 @@ import math
 import pytest
 import torch
 
+from trainer.logprobs import sequence_stats
 from trainer.losses import (
     PreferenceLoss,
     WRPORewards,
@@ -262,14 +263,23 @@ def test_alpha_at_fixed_and_errors() -> None:
 # --------------------------------------------------------------------------- #
 
 
+def seq(token_logps: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, T] token log-probs and mask -> per-response (sums, counts), through the trainer's own reducer."""
+    rows = torch.arange(mask.shape[0]).unsqueeze(1).expand_as(mask)
+    keep = mask.bool()
+    sums, _, counts = sequence_stats(token_logps[keep], rows[keep], mask.shape[0])
+    return sums, counts
+
+
 def test_weighted_sft_hand_values_with_all_masked_row() -> None:
     logps = torch.tensor(
         [[-1.0, -2.0, -3.0], [-0.5, -0.5, 9.0], [-7.0, -7.0, -7.0]], dtype=torch.float64, requires_grad=True
     )
     mask = torch.tensor([[1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    sums, counts = seq(logps, mask)
     # per-response NLL: 6/3 = 2, 1/2 = 0.5, all-masked -> 0
-    close(response_nll(logps, mask), [2.0, 0.5, 0.0])
-    loss = weighted_sft_loss(logps, mask, t(0.5, 0.3, 0.2))
+    close(response_nll(sums, counts), [2.0, 0.5, 0.0])
+    loss = weighted_sft_loss(sums, counts, t(0.5, 0.3, 0.2))
     close(loss, 0.5 * 2.0 + 0.3 * 0.5 + 0.2 * 0.0)
     loss.backward()
     assert torch.isfinite(logps.grad).all()
@@ -282,23 +292,53 @@ def test_weighted_sft_is_weighted_mean() -> None:
     logps = logps * torch.tensor([[1.0], [0.25], [3.0]], dtype=torch.float64)
     mask = torch.ones(3, 3, dtype=torch.bool)
     # NLLs 2, 0.5, 6; weights 2, 1, 1 -> (4 + 0.5 + 6) / 4
-    close(weighted_sft_loss(logps, mask, t(2.0, 1.0, 1.0)), (4.0 + 0.5 + 6.0) / 4.0)
+    close(weighted_sft_loss(*seq(logps, mask), t(2.0, 1.0, 1.0)), (4.0 + 0.5 + 6.0) / 4.0)
     # two prompts, weights per prompt sum to 1 -> mean over prompts of weighted NLL
     logps4 = torch.cat([logps, logps[:1]])
     mask4 = torch.ones(4, 3, dtype=torch.bool)
     w = t(0.7, 0.3, 0.6, 0.4)  # prompt A: rows 0-1, prompt B: rows 2-3
     prompt_a = 0.7 * 2.0 + 0.3 * 0.5
     prompt_b = 0.6 * 6.0 + 0.4 * 2.0
-    close(weighted_sft_loss(logps4, mask4, w), (prompt_a + prompt_b) / 2)
+    close(weighted_sft_loss(*seq(logps4, mask4), w), (prompt_a + prompt_b) / 2)
     # all-zero weights give 0, not NaN
-    close(weighted_sft_loss(logps, mask, t(0.0, 0.0, 0.0)), 0.0)
+    close(weighted_sft_loss(*seq(logps, mask), t(0.0, 0.0, 0.0)), 0.0)
 
 
-def test_weighted_sft_shape_errors() -> None:
+def test_weighted_sft_token_normalisation_weighs_every_token_alike() -> None:
+    sums, counts = t(-6.0, -1.0, -12.0), t(3.0, 2.0, 4.0)
+    # sum_i w_i * -logp_i over sum_i w_i * |y_i|: (0.5*6 + 1*1 + 2*12) / (0.5*3 + 1*2 + 2*4)
+    close(weighted_sft_loss(sums, counts, t(0.5, 1.0, 2.0), "token"), 28.0 / 11.5)
+    # equal weights: total NLL over total tokens, whatever the split into responses
+    close(weighted_sft_loss(sums, counts, t(1.0, 1.0, 1.0), "token"), 19.0 / 9.0)
+
+
+@pytest.mark.parametrize("normalize, whole, first, second", [
+    # NLLs 2, 0.5, 3 with weights 0.5, 1, 2: D = 3.5
+    ("response", (1.0 + 0.5 + 6.0) / 3.5, (1.0 + 0.5) / 3.5, 6.0 / 3.5),
+    # D = 0.5*3 + 1*2 + 2*4 = 11.5
+    ("token", (3.0 + 1.0 + 24.0) / 11.5, (3.0 + 1.0) / 11.5, 24.0 / 11.5),
+])
+def test_weighted_sft_global_denominator_splits_exactly(normalize, whole, first, second) -> None:
+    sums, counts, w = t(-6.0, -1.0, -12.0), t(3.0, 2.0, 4.0), t(0.5, 1.0, 2.0)
+    close(weighted_sft_loss(sums, counts, w, normalize), whole)
+    # Micro-batches share the step's denominator, so their losses add up to the whole batch's.
+    d = 3.5 if normalize == "response" else 11.5
+    a = weighted_sft_loss(sums[:2], counts[:2], w[:2], normalize, denominator=d)
+    b = weighted_sft_loss(sums[2:], counts[2:], w[2:], normalize, denominator=d)
+    close(a, first)
+    close(b, second)
+    close(a + b, whole)
+
+
+def test_weighted_sft_shape_and_mode_errors() -> None:
     with pytest.raises(ValueError):
-        weighted_sft_loss(torch.zeros(2, 3), torch.ones(2, 4), torch.ones(2))
+        response_nll(torch.zeros(2), torch.ones(3))
     with pytest.raises(ValueError):
-        weighted_sft_loss(torch.zeros(2, 3), torch.ones(2, 3), torch.ones(3))
+        weighted_sft_loss(torch.zeros(2), torch.ones(3), torch.ones(2))
+    with pytest.raises(ValueError):
+        weighted_sft_loss(torch.zeros(2), torch.ones(2), torch.ones(3))
+    with pytest.raises(ValueError):
+        weighted_sft_loss(torch.zeros(2), torch.ones(2), torch.ones(2), "sequence")
 
 
 # --------------------------------------------------------------------------- #

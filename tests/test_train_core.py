@@ -19,6 +19,7 @@ from tests.fixtures.train_data import rows_for, write_jsonl
 from trainer import config
 from trainer.data import Encoder, collate, to_groups, tokenize, truncate
 from trainer.loop import lr_factor, micro_batches, step_indices, train
+from trainer.losses import weighted_sft_loss
 from trainer.model import SequenceLogps
 
 torch.set_num_threads(1)
@@ -97,7 +98,8 @@ def test_truncation_keeps_the_prompt_end_then_cuts_responses():
 
 def test_wrpo_groups_keep_source_target_rejected_order():
     rows = [{"prompt": [{"role": "user", "content": "q"}], "chosen_source": [{"role": "assistant", "content": "S"}],
-             "chosen_target": [{"role": "assistant", "content": "T"}], "rejected": [{"role": "assistant", "content": "L"}]},
+             "chosen_target": [{"role": "assistant", "content": "T"}],
+             "rejected": [{"role": "assistant", "content": "L"}]},
             {"prompt": {"role": "user", "content": "q"}, "chosen": [{"role": "assistant", "content": "S"},
                                                                     {"role": "assistant", "content": "T"}],
              "rejected": [{"role": "assistant", "content": "L"}]}]
@@ -157,6 +159,41 @@ def test_sequence_logps_equal_a_plain_forward(tok, lm):
 
 
 # --------------------------------------------------------------------------- loop invariants
+
+
+@pytest.mark.parametrize("method, normalize, shares", [
+    # NLLs 2, 0.5 (prompt A, weights 0.6 / 0.4) and 3 (prompt B): Σ w·nll over Σ w = 2
+    ("fusesft", "response", [(0.6 * 2.0 + 0.4 * 0.5) / 2.0, 3.0 / 2.0]),
+    # token NLLs 6, 1, 12 over Σ w·tokens = 0.6·3 + 0.4·2 + 1·4 = 6.6
+    ("sft", "token", [(0.6 * 6.0 + 0.4 * 1.0) / 6.6, 12.0 / 6.6]),
+])
+def test_sft_trains_through_the_tested_loss_over_the_step_denominator(monkeypatch, method, normalize, shares):
+    import trainer.objectives as objectives
+    from trainer.data import Example
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return weighted_sft_loss(*args, **kwargs)
+
+    monkeypatch.setattr(objectives, "weighted_sft_loss", spy)
+    cfg = config.parse({"method": method, "model": {"name": "m"}, "data": {"path": "d"}})
+    assert cfg.sft_normalize == normalize
+    a = Example(0, [1], [[5, 6, 7], [8, 9]], [0.6, 0.4])
+    b = Example(1, [1], [[5, 6, 7, 8]], [1.0])
+    den = objectives.denominator(cfg, [a, b])
+    assert den == pytest.approx(2.0 if normalize == "response" else 6.6)
+    got = []
+    for ex, sums in ((a, [-6.0, -1.0]), (b, [-12.0])):
+        s = torch.tensor(sums, dtype=torch.float64)
+        c = torch.tensor([float(len(r)) for r in ex.responses], dtype=torch.float64)
+        loss, metrics = objectives.micro_batch_loss(cfg, [ex], s, s / c, c, None, 0.0, den)
+        got.append(loss.item())
+        assert metrics["logps/response"] == pytest.approx([sum(sums), len(sums)])
+    assert got == pytest.approx(shares, abs=1e-12)
+    assert sum(got) == pytest.approx(sum(shares), abs=1e-12)
+    assert len(calls) == 2 and all(args[3] == normalize and args[4] == den for args in calls)
 
 
 def test_packing_matches_padding_over_a_run(tiny_llama, tmp_path):
@@ -274,7 +311,8 @@ def test_every_method_trains_from_a_fusedata_folder(tiny_llama, tmp_path):
         assert report["config"] == {"simpo": "dpo", "fusepo": "fuserl_po", "fusesft": "fuserl_sft",
                                     "rloo": "fuserl_sft"}.get(method, method)
     cfg = config.parse({"method": "wrpo", "model": {"name": str(tiny_llama)}, "data": {"path": str(folder)},
-                        "train": {"max_steps": 2, "lr": 1e-3}, "output": {"dir": str(tmp_path / "w"), "tensorboard": False}})
+                        "train": {"max_steps": 2, "lr": 1e-3},
+                        "output": {"dir": str(tmp_path / "w"), "tensorboard": False}})
     summary = train(cfg)
     assert summary["examples"] == 4 and summary["steps"] == 2
 
@@ -309,7 +347,8 @@ def test_same_named_dataset_folders_are_not_served_from_each_others_cache(tmp_pa
         folder = tmp_path / run / "dataset"
         (folder / "data" / "sft").mkdir(parents=True)
         (folder / "README.md").write_text(card)
-        rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": run}]} for i in range(n)]
+        rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": run}]}
+                for i in range(n)]
         pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "sft" / "train-00000-of-00001.parquet")
     assert len(load_rows(str(tmp_path / "a" / "dataset"), "sft", "train")) == 7
     got = load_rows(str(tmp_path / "b" / "dataset"), "sft", "train")

@@ -106,7 +106,7 @@ def launch(cmd: list[str], cache: Path, timeout: float = 300) -> tuple[int, str]
 
 
 def train_cmd(s: Setup, out: Path, *extra: str) -> list[str]:
-    return ["-m", "trainer", "train", str(s.recipe), "--output-dir", str(out), *extra]
+    return ["-m", "trainer", "train", str(s.recipe), "-o", str(out), *extra]
 
 
 def single(s: Setup, out: Path, cache: Path, *extra: str) -> tuple[int, str]:

@@ -96,7 +96,7 @@ def run_side_by_side(cmds: list[list[str]], caches: list[Path], logs: Path, time
 
 def train_args(s: Setup, out: Path, *extra: str) -> list[str]:
     # Half the per-rank batch of the recipe: two ranks keep the one-process global batch of 4.
-    return ["-m", "trainer", "train", str(s.recipe), "--output-dir", str(out), "train.batch_size=1",
+    return ["-m", "trainer", "train", str(s.recipe), "-o", str(out), "train.batch_size=1",
             "train.distributed=fsdp2", *extra]
 
 
@@ -126,7 +126,7 @@ def checkpoint(out: Path, step: int) -> dict:
 @pytest.fixture(scope="module")
 def one_process(setup) -> Path:
     out = setup.root / "single"
-    r = subprocess.run([sys.executable, "-m", "trainer", "train", str(setup.recipe), "--output-dir", str(out)],
+    r = subprocess.run([sys.executable, "-m", "trainer", "train", str(setup.recipe), "-o", str(out)],
                        cwd=REPO, env=env_for(setup.root / "cache-single"), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-4000:]

@@ -65,7 +65,7 @@ def setup(tiny_llama, tmp_path_factory) -> Setup:
 
 
 def trainer_cmd(s: Setup, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "trainer", "train", str(s.recipe), "--output-dir", str(out), *extra]
+    return [sys.executable, "-m", "trainer", "train", str(s.recipe), "-o", str(out), *extra]
 
 
 def run_cli(s: Setup, out: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -37,7 +37,8 @@ def token_logps(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tenso
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 
-def sequence_stats(token_lp: torch.Tensor, segment: torch.Tensor, n_segments: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sequence_stats(token_lp: torch.Tensor, segment: torch.Tensor, n_segments: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sequence (sum, mean, count) of token log-probs; ``segment[i]`` is token i's sequence index.
 
     Works for padded batches (segment = row index of each kept position) and packed ones alike.

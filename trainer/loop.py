@@ -24,7 +24,7 @@ import random
 import resource
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fusedata.errors import FusekitError
-from fusedata.models import load_tokenizer, resolve
+from fusedata.models import load_tokenizer
 
 from . import reference as refcache
 from .config import Config
-from .data import Example, collate, dataset_config, fingerprint, load_rows, to_groups, tokenize
+from .data import Example, collate, dataset_config, load_rows, to_groups, tokenize
 from .losses import alpha_at
 from .model import (
     SequenceLogps,
@@ -47,12 +47,11 @@ from .model import (
     causal_lm,
     flops_per_token,
     load_policy,
-    load_reference,
     parameter_counts,
     peak_flops,
     save_model,
 )
-from .objectives import denominator, micro_batch_terms
+from .objectives import denominator, micro_batch_loss
 
 # Keys whose change does not change the training trajectory (a resume may alter them): run control,
 # and how a step's global batch is split over ranks and micro-batches (the global batch itself is
@@ -80,6 +79,7 @@ def init_distributed() -> tuple[int, int, torch.device]:
 
 
 def wrap(forward: SequenceLogps, cfg: Config, world: int, device: torch.device) -> torch.nn.Module:
+    """The forward under DDP (default) or FSDP2 (``train.distributed: fsdp2``); bare on one process."""
     mode = cfg.train.distributed
     if world == 1 or mode == "none":
         return forward
@@ -155,8 +155,9 @@ def _options():
     return StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
 
 
-def save_checkpoint(folder: Path, step: int, wrapped: torch.nn.Module, optimizer, scheduler, cfg: Config,
-                    rank: int, keep: int, global_batch: int) -> None:
+def save_checkpoint(folder: Path, step: int, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, cfg: Config, rank: int, keep: int,
+                    global_batch: int) -> None:
     """Write ``checkpoints/step-N`` (all ranks take part in gathering, rank 0 writes, atomically)."""
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -199,7 +200,9 @@ def check_resumable(path: Path, cfg: Config, global_batch: int) -> None:
                            "for this world size to keep it, or train into a new output.dir")
 
 
-def load_checkpoint(path: Path, wrapped: torch.nn.Module, optimizer, scheduler) -> int:
+def load_checkpoint(path: Path, wrapped: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler) -> int:
+    """Restore model, optimizer, schedule and RNG state from ``path``; the step it was written at."""
     from torch.distributed.checkpoint.state_dict import set_state_dict
 
     meta = json.loads((path / "state.json").read_text())
@@ -222,7 +225,7 @@ def load_checkpoint(path: Path, wrapped: torch.nn.Module, optimizer, scheduler) 
 class MetricsLog:
     """metrics.jsonl (rank 0), truncated to the resumed step so a curve never holds duplicates."""
 
-    def __init__(self, path: Path, start_step: int, enabled: bool, tensorboard: bool):
+    def __init__(self, path: Path, start_step: int, enabled: bool, tensorboard: bool) -> None:
         self.path, self.enabled, self.rows = path, enabled, []
         self.tb = None
         if not enabled:
@@ -310,184 +313,226 @@ def prepare_examples(cfg: Config, tokenizer: Any) -> tuple[list[Example], dict[s
     return examples, {"config": config, **asdict(rep)}
 
 
+@dataclass
+class Run:
+    """What every step of this process reads: the recipe, its place among the ranks, the data."""
+
+    cfg: Config
+    rank: int
+    world: int
+    device: torch.device
+    examples: list[Example]
+    pad_id: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.cfg.train.grad_accum * self.world
+
+
+@dataclass
+class Optimization:
+    """The trained module and what updates it."""
+
+    wrapped: torch.nn.Module  # the log-prob forward under DDP / FSDP2 (or bare on one process)
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    total: int  # optimizer steps of the run
+    steps_per_epoch: int
+
+
+def make_optimization(run: Run, wrapped: torch.nn.Module) -> Optimization:
+    """AdamW over the trainable parameters, warmup then the recipe's schedule, over the run's step count."""
+    t = run.cfg.train
+    params = [p for p in wrapped.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, betas=tuple(t.adam_betas), weight_decay=t.weight_decay)
+    spe = steps_per_epoch(len(run.examples), run.global_batch)
+    total = t.max_steps or max(1, math.ceil(t.epochs * spe))
+    warmup = int(t.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, warmup, t.scheduler))
+    return Optimization(wrapped, params, optimizer, scheduler, total, spe)
+
+
 def train(cfg: Config, *, resume: bool = False, console: Console | None = None) -> dict[str, Any]:
     """Train as the recipe says; returns the run summary (also written to ``summary.json``)."""
     console = console or Console(stderr=True)
     _quiet_libraries()
-    rank, world, device = init_distributed()
-    main = rank == 0
     t_start = time.perf_counter()
+    rank, world, device = init_distributed()
     torch.manual_seed(cfg.train.seed)
     random.seed(cfg.train.seed)
-    out = Path(cfg.output.dir)
-    ckpt_dir = out / "checkpoints"
-
     tokenizer = load_tokenizer(cfg.model.name)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     examples, data_report = prepare_examples(cfg, tokenizer)
-    global_batch = cfg.train.batch_size * cfg.train.grad_accum * world
-    last = latest_checkpoint(ckpt_dir) if resume else None
-    if last is not None:
-        check_resumable(last, cfg, global_batch)  # before train_config.json or anything else changes
-    elif resume and main:
-        console.print(f"[yellow]no checkpoint in {ckpt_dir}; starting from step 0[/]")
-    if main:
+    run = Run(cfg, rank, world, device, examples, pad_id)
+    out = Path(cfg.output.dir)
+    last = _checkpoint_to_resume(run, out / "checkpoints", resume, console)
+    if run.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
 
     model = load_policy(cfg, device)
-    autocast = autocast_dtype(cfg, device)
-    forward = SequenceLogps(model, cfg.train.logps_chunk, autocast)
-    total_params, trainable = parameter_counts(model)
+    forward = SequenceLogps(model, cfg.train.logps_chunk, autocast_dtype(cfg, device))
+    n_params, n_trainable = parameter_counts(model)  # before FSDP2 shards them
+    reference = refcache.prepare(cfg, model, forward, examples, pad_id, device, rank, world, console)
+    opt = make_optimization(run, wrap(forward, cfg, world, device))
+    start = _resume_or_start(run, opt, last, out / "checkpoints", console)
 
-    # Reference log-probs: precomputed once (policy at step 0 unless model.reference says otherwise).
-    mode = cfg.reference_mode
-    ref_values: list[torch.Tensor] | None = None
-    live_ref: SequenceLogps | None = None
-    precomputed: refcache.Precomputed | None = None
-    if mode == "precompute":
-        separate = cfg.model.reference not in (None, cfg.model.name)
-        ref_forward = SequenceLogps(load_reference(cfg, device), cfg.train.logps_chunk, autocast) if separate else forward
-        key = refcache.cache_key(resolve(cfg.model.reference or cfg.model.name), fingerprint(examples),
-                                 str(autocast))
-        precomputed = refcache.load_or_compute(key, ref_forward, examples, pad_id, cfg.train.batch_size * 2,
-                                               device, cfg.train.packing, rank, world, console)
-        ref_values = refcache.per_example(precomputed.values, examples)
-        del ref_forward
-    elif mode == "live":
-        if cfg.model.lora is not None and cfg.model.reference in (None, cfg.model.name):
-            live_ref = forward  # the same weights with the adapter switched off
-        else:
-            live_ref = SequenceLogps(load_reference(cfg, device), cfg.train.logps_chunk, autocast)
-
-    wrapped = wrap(forward, cfg, world, device)
-    params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas),
-                                  weight_decay=cfg.train.weight_decay)
-    spe = steps_per_epoch(len(examples), global_batch)
-    total = cfg.train.max_steps or max(1, math.ceil(cfg.train.epochs * spe))
-    warmup = int(cfg.train.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, warmup, cfg.train.scheduler))
-
-    start = 0
-    if last is not None:
-        start = load_checkpoint(last, wrapped, optimizer, scheduler)
-        if main:
-            console.print(f"resumed from {last} at step {start}")
-    elif main and ckpt_dir.is_dir() and any(ckpt_dir.glob("step-*")):
-        shutil.rmtree(ckpt_dir)  # a fresh run must not later resume into an older run's state
-
-    log = MetricsLog(out / "metrics.jsonl", start, main, cfg.output.tensorboard)
-    fpt = flops_per_token(model, live_reference=live_ref is not None)
-    peak = peak_flops(device)
+    log = MetricsLog(out / "metrics.jsonl", start, run.main, cfg.output.tensorboard)
+    fpt, peak = flops_per_token(model, live_reference=reference.live is not None), peak_flops(device)
     last_row: dict[str, Any] = {}
     tokens_total, train_time = 0, 0.0
-
-    def ref_for(batch_examples: list[Example], batch) -> torch.Tensor | None:
-        if ref_values is not None:
-            return torch.cat([ref_values[ex.index] for ex in batch_examples]).to(device)
-        if live_ref is None:
-            return None
-        with torch.no_grad():
-            if live_ref is forward:
-                with model.disable_adapter():
-                    return live_ref(**batch.inputs())[0].detach()
-            return live_ref(**batch.inputs())[0].detach()
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, disable=not main)
-    with bar:
-        task = bar.add_task(f"{cfg.method}", total=total, completed=start, info="")
-        for step in range(start, total):
+    with _progress(console, run.main) as bar:
+        task = bar.add_task(cfg.method, total=opt.total, completed=start, info="")
+        for step in range(start, opt.total):
             t0 = time.perf_counter()
-            alpha = alpha_at(step, total, cfg.loss.alpha, cfg.loss.alpha_schedule) if cfg.method == "wrpo" else None
-            idx = step_indices(step, len(examples), global_batch, cfg.train.seed)
-            global_den = denominator(cfg, [examples[i] for i in idx])
-            mbs = micro_batches(idx, cfg.train.batch_size, cfg.train.grad_accum, rank, world)
-            sums_acc: dict[str, list[float]] = {}
-            loss_sum, tokens = 0.0, 0
-            for j, mb in enumerate(mbs):
-                batch_examples = [examples[i] for i in mb]
-                batch = collate(batch_examples, pad_id, cfg.train.packing).to(device)
-                sync = j == len(mbs) - 1
-                if world > 1:
-                    _set_sync(wrapped, sync)
-                seq_sums, seq_means, counts = wrapped(**batch.inputs())
-                num, metrics = micro_batch_terms(cfg, batch_examples, seq_sums, seq_means, counts,
-                                                 ref_for(batch_examples, batch), alpha or 0.0)
-                # DDP/FSDP average gradients over ranks; the world factor turns that into a global sum.
-                (num * (world / global_den)).backward()
-                loss_sum += float(num.detach()) / global_den
-                tokens += batch.n_tokens
-                for k, (s, c) in metrics.items():
-                    acc = sums_acc.setdefault(k, [0.0, 0.0])
-                    acc[0] += s
-                    acc[1] += c
-            max_norm = cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            keys = sorted(sums_acc)
-            flat = [loss_sum, float(tokens)] + [v for k in keys for v in sums_acc[k]]
-            flat = _reduce_sum(flat, device, world)
-            dt = time.perf_counter() - t0
-            train_time += dt
-            tokens_total += int(flat[1])
-            row = {"step": step + 1, "epoch": round((step + 1) / spe, 4), "loss": flat[0]}
-            for i, k in enumerate(keys):
-                s, c = flat[2 + 2 * i], flat[3 + 2 * i]
-                row[k] = s / c if c else float("nan")
-            row.update({"lr": lr, "grad_norm": grad_norm, "tokens": int(flat[1]), "tokens_per_s": flat[1] / dt})
-            if alpha is not None:
-                row["alpha"] = alpha
+            row = train_step(run, opt, reference, step)
+            train_time += time.perf_counter() - t0
+            tokens_total += row["tokens"]
             if peak:
-                row["mfu"] = flat[1] / dt * fpt / (peak * world)
+                row["mfu"] = row["tokens_per_s"] * fpt / (peak * world)
             log.write(row)
             last_row = row
             if not math.isfinite(row["loss"]):
                 raise FusekitError(f"loss is {row['loss']} at step {step + 1}; lower train.lr or check the data")
-            info = f"loss {row['loss']:.4f}" + (f" acc {row['rewards/accuracies']:.2f}" if "rewards/accuracies" in row
-                                                 else "") + f" {row['tokens_per_s']:.0f} tok/s"
-            bar.update(task, advance=1, info=info)
-            if cfg.output.save_every and (step + 1) % cfg.output.save_every == 0 and step + 1 < total:
-                save_checkpoint(ckpt_dir, step + 1, wrapped, optimizer, scheduler, cfg, rank, cfg.output.keep_checkpoints,
-                                global_batch)
+            bar.update(task, advance=1, info=_bar_info(row))
+            if cfg.output.save_every and (step + 1) % cfg.output.save_every == 0 and step + 1 < opt.total:
+                save_checkpoint(out / "checkpoints", step + 1, opt.wrapped, opt.optimizer, opt.scheduler, cfg, rank,
+                                cfg.output.keep_checkpoints, run.global_batch)
     log.close()
 
-    # Final model folder: HF layout at output.dir, with its card and curves.
+    _save_model(run, opt.wrapped, model, tokenizer, out)
+    summary: dict[str, Any] = {}
+    if run.main:
+        pre = reference.precomputed
+        summary = {
+            "method": cfg.method, "model": cfg.model.name, "data": cfg.data.path, "output": str(out),
+            "steps": opt.total, "resumed_from": start, "examples": len(examples), "world_size": world,
+            "global_batch": run.global_batch, "parameters": n_params, "trainable_parameters": n_trainable,
+            "reference": reference.mode, "reference_cached": pre.cached if pre else None,
+            "reference_per_rank": pre.per_rank if pre else None, "tokens": tokens_total,
+            "train_seconds": round(train_time, 2), "wall_seconds": round(time.perf_counter() - t_start, 2),
+            "tokens_per_s": tokens_total / train_time if train_time else None,
+            "peak_memory_mb": round(peak_memory_mb(device), 1), "data_report": data_report,
+            "final": {k: v for k, v in last_row.items() if k not in ("step", "epoch", "lr", "tokens")},
+        }
+        _write_reports(cfg, out, summary, log.rows, console)
+    if dist.is_initialized():
+        dist.barrier()
+    return summary
+
+
+def _checkpoint_to_resume(run: Run, ckpt_dir: Path, resume: bool, console: Console) -> Path | None:
+    """The checkpoint a ``--resume`` continues, checked before train_config.json or anything else changes."""
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    if last is not None:
+        check_resumable(last, run.cfg, run.global_batch)
+    elif resume and run.main:
+        console.print(f"[yellow]no checkpoint in {ckpt_dir}; starting from step 0[/]")
+    return last
+
+
+def _resume_or_start(run: Run, opt: Optimization, last: Path | None, ckpt_dir: Path, console: Console) -> int:
+    """The first step to run: the checkpoint's, or 0 after clearing an older run's checkpoints."""
+    if last is not None:
+        start = load_checkpoint(last, opt.wrapped, opt.optimizer, opt.scheduler)
+        if run.main:
+            console.print(f"resumed from {last} at step {start}")
+        return start
+    if run.main and ckpt_dir.is_dir() and any(ckpt_dir.glob("step-*")):
+        shutil.rmtree(ckpt_dir)  # a fresh run must not later resume into an older run's state
+    return 0
+
+
+def train_step(run: Run, opt: Optimization, reference: refcache.Reference, step: int) -> dict[str, Any]:
+    """One optimizer step (micro-batches → clip → AdamW → schedule); its metrics row, summed over ranks."""
+    cfg = run.cfg
+    t0 = time.perf_counter()
+    alpha = alpha_at(step, opt.total, cfg.loss.alpha, cfg.loss.alpha_schedule) if cfg.method == "wrpo" else None
+    idx = step_indices(step, len(run.examples), run.global_batch, cfg.train.seed)
+    loss, tokens, sums = _accumulate(run, opt.wrapped, reference, idx, alpha or 0.0)
+    max_norm = cfg.train.max_grad_norm if cfg.train.max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(opt.params, max_norm)
+    grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+    lr = opt.scheduler.get_last_lr()[0]
+    opt.optimizer.step()
+    opt.scheduler.step()
+    opt.optimizer.zero_grad(set_to_none=True)
+
+    keys = sorted(sums)
+    flat = _reduce_sum([loss, float(tokens)] + [v for k in keys for v in sums[k]], run.device, run.world)
+    dt = time.perf_counter() - t0
+    row = {"step": step + 1, "epoch": round((step + 1) / opt.steps_per_epoch, 4), "loss": flat[0]}
+    for i, k in enumerate(keys):
+        s, c = flat[2 + 2 * i], flat[3 + 2 * i]
+        row[k] = s / c if c else float("nan")
+    row.update({"lr": lr, "grad_norm": grad_norm, "tokens": int(flat[1]), "tokens_per_s": flat[1] / dt})
+    if alpha is not None:
+        row["alpha"] = alpha
+    return row
+
+
+def _accumulate(run: Run, wrapped: torch.nn.Module, reference: refcache.Reference, idx: list[int], alpha: float
+                ) -> tuple[float, int, dict[str, list[float]]]:
+    """Forward and backward over this rank's micro-batches of one step: (loss, tokens, metric [sum, count])."""
+    cfg = run.cfg
+    step_den = denominator(cfg, [run.examples[i] for i in idx])
+    mbs = micro_batches(idx, cfg.train.batch_size, cfg.train.grad_accum, run.rank, run.world)
+    sums: dict[str, list[float]] = {}
+    loss_sum, tokens = 0.0, 0
+    for j, mb in enumerate(mbs):
+        batch = collate([run.examples[i] for i in mb], run.pad_id, cfg.train.packing).to(run.device)
+        if run.world > 1:
+            _set_sync(wrapped, j == len(mbs) - 1)
+        seq_sums, seq_means, counts = wrapped(**batch.inputs())
+        loss, metrics = micro_batch_loss(cfg, batch.examples, seq_sums, seq_means, counts, reference.logps(batch),
+                                         alpha, step_den)
+        # DDP/FSDP average gradients over ranks; the world factor turns that into a global sum.
+        (loss * run.world).backward()
+        loss_sum += float(loss.detach())
+        tokens += batch.n_tokens
+        for k, (s, c) in metrics.items():
+            acc = sums.setdefault(k, [0.0, 0.0])
+            acc[0] += s
+            acc[1] += c
+    return loss_sum, tokens, sums
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, disable=not enabled)
+
+
+def _bar_info(row: dict[str, Any]) -> str:
+    acc = f" acc {row['rewards/accuracies']:.2f}" if "rewards/accuracies" in row else ""
+    return f"loss {row['loss']:.4f}{acc} {row['tokens_per_s']:.0f} tok/s"
+
+
+def _save_model(run: Run, wrapped: torch.nn.Module, model: torch.nn.Module, tokenizer: Any, out: Path) -> None:
+    """The HF model folder at output.dir (rank 0 writes; under FSDP2 every rank takes part in gathering)."""
     state = None
-    if cfg.train.distributed == "fsdp2" and world > 1:
+    if run.cfg.train.distributed == "fsdp2" and run.world > 1:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         state = {k.removeprefix("model."): v for k, v in full.items()}
-    summary: dict[str, Any] = {}
-    if main:
-        save_model(model, tokenizer, out, state, merge_lora=cfg.model.lora is None or cfg.model.lora.merge)
-        final = {k: v for k, v in last_row.items() if k not in ("step", "epoch", "lr", "tokens")}
-        summary = {
-            "method": cfg.method, "model": cfg.model.name, "data": cfg.data.path, "output": str(out),
-            "steps": total, "resumed_from": start, "examples": len(examples), "world_size": world,
-            "global_batch": global_batch, "parameters": total_params, "trainable_parameters": trainable,
-            "reference": mode, "reference_cached": precomputed.cached if precomputed else None,
-            "reference_per_rank": precomputed.per_rank if precomputed else None, "tokens": tokens_total,
-            "train_seconds": round(train_time, 2), "wall_seconds": round(time.perf_counter() - t_start, 2),
-            "tokens_per_s": tokens_total / train_time if train_time else None,
-            "peak_memory_mb": round(peak_memory_mb(device), 1), "data_report": data_report, "final": final,
-        }
-        (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        if log.rows:
-            plot_curves(log.rows, out / "curves.png", f"{cfg.method} · {cfg.model.name}")
-        _write_card(cfg, out, summary)
-        console.print(summary_table(summary))
-    if dist.is_initialized():
-        dist.barrier()
-    return summary
+    if run.main:
+        lora = run.cfg.model.lora
+        save_model(model, tokenizer, out, state, merge_lora=lora is None or lora.merge)
+
+
+def _write_reports(cfg: Config, out: Path, summary: dict[str, Any], rows: list[dict[str, Any]],
+                   console: Console) -> None:
+    """summary.json, the curves, the model card and the closing table, next to the model."""
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if rows:
+        plot_curves(rows, out / "curves.png", f"{cfg.method} · {cfg.model.name}")
+    _write_card(cfg, out, summary)
+    console.print(summary_table(summary))
 
 
 def _quiet_libraries() -> None:

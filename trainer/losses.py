@@ -1,10 +1,11 @@
 """Preference, weighted-SFT and RLOO losses as pure tensor functions.
 
-Every function takes per-sequence log-probabilities (or per-token ones where
-stated) and returns **per-example** losses; reducing over the batch (mean over
+Every function takes per-sequence log-probabilities (and, for SFT, token
+counts) and returns **per-example** losses; reducing over the batch (mean over
 pairs, division by the gradient-accumulation count, global token/weight
-denominators) is the training loop's job (see ``trainer.md`` section 8). The
-only exception is :func:`weighted_sft_loss`, whose contract is a weighted mean.
+denominators) is the training loop's job (``docs/trainer.md#loss-normalisation``). The only
+exception is :func:`weighted_sft_loss`, which reduces itself over a weight
+total that the loop may pass in as the step's global normaliser.
 
 Rewards returned next to a loss are always detached: they exist for logging
 (``rewards/chosen``, ``rewards/rejected``, margins, accuracies) and must not
@@ -19,9 +20,9 @@ Conventions
 * Inputs should be float32; losses use ``F.logsigmoid`` so large margins do not
   overflow.
 
-Formulas follow ``algorithms.md`` section 1; the FuseRL pieces (weighted SFT,
-FusePO, multi-source RLOO) are our reconstruction (section 4.3), not the
-authors' published specification.
+Formulas follow ``docs/algorithms.md``; the FuseRL pieces (weighted SFT,
+FusePO, multi-source RLOO) are our reconstruction, not the authors'
+published specification (``docs/algorithms.md#fuserl-reconstruction``).
 """
 
 from __future__ import annotations
@@ -360,58 +361,71 @@ def alpha_at(step: int, total_steps: int, alpha_max: float, schedule: str = "lin
 # --------------------------------------------------------------------------- #
 
 
-def response_nll(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-response mean token NLL: ``-sum(logp * mask) / max(1, sum(mask))``.
+def response_nll(seq_logps: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Per-response mean token NLL: ``-seq_logps / max(1, counts)``.
 
-    token_logps and mask are ``[N, T]`` (mask bool or 0/1); returns ``[N]``. A
-    row with no response tokens gives 0 (not NaN) and stays in the graph.
-    Useful for logging the unweighted NLL and for loops that need the
-    numerator ``sum_i w_i * nll_i`` with a global weight denominator.
+    ``seq_logps`` ``[N]`` are summed response-token log-probs (``logp(y)``) and
+    ``counts`` ``[N]`` the responses' token counts; returns ``[N]``. A response
+    with no tokens gives 0 (not NaN) and stays in the graph.
     """
-    if token_logps.shape != mask.shape:
-        raise ValueError(f"token_logps {tuple(token_logps.shape)} and mask {tuple(mask.shape)} differ")
-    mask = mask.to(token_logps.dtype)
-    count = mask.sum(dim=-1).clamp_min(1.0)
-    return -(token_logps * mask).sum(dim=-1) / count
+    if seq_logps.shape != counts.shape:
+        raise ValueError(f"seq_logps {tuple(seq_logps.shape)} and counts {tuple(counts.shape)} differ")
+    return -seq_logps / counts.to(seq_logps.dtype).clamp_min(1.0)
 
 
 def weighted_sft_loss(
-    token_logps: torch.Tensor,
-    mask: torch.Tensor,
+    seq_logps: torch.Tensor,
+    counts: torch.Tensor,
     weights: torch.Tensor,
+    normalize: str = "response",
+    denominator: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """FuseSFT loss: weighted mean of per-response mean token NLLs (scalar).
+    """SFT / FuseSFT loss: weighted NLL over a weight total (scalar).
 
-    ::
+    ``normalize="response"`` (FuseSFT) length-normalises each response first
+    and then weights it, so a long response does not outweigh a short one
+    with the same weight::
 
-        nll_i = -sum_t mask[i, t] * token_logps[i, t] / max(1, sum_t mask[i, t])
-        loss  = sum_i weights[i] * nll_i / sum_i weights[i]
+        nll_i = -seq_logps[i] / max(1, counts[i])
+        loss  = sum_i weights[i] * nll_i / D        D = sum_i weights[i]
 
-    Each response is length-normalised first and then weighted ("per
-    response"), so a long response does not outweigh a short one with the same
-    weight. A row with an empty mask contributes nll 0 (no NaN).
+    ``normalize="token"`` (plain SFT) makes every response token of a given
+    weight count the same::
+
+        loss  = sum_i weights[i] * -seq_logps[i] / D   D = sum_i weights[i] * counts[i]
+
+    ``denominator`` replaces the default D by a global normaliser: with the
+    whole optimizer step's D (summed over micro-batches and ranks) the
+    micro-batch losses add up to exactly the large-batch loss. With the default
+    D the loss is this batch's weighted mean, and all-zero weights give 0.
 
     Groups and prompts: rows are responses, flattened over prompts; a
     prompt's top-M responses are consecutive rows carrying their own weights.
     In FuseRL data the weights of one prompt are a softmax over rewards and
-    sum to 1, so ``sum_i weights[i]`` equals the number of prompts and the loss
+    sum to 1, so in response mode D equals the number of prompts and the loss
     is the mean over prompts of each prompt's weighted NLL. With equal weights
-    it is plain per-response-mean SFT. For exact gradient accumulation over
-    micro-batches of unequal weight mass, compute ``(weights *
-    response_nll(...)).sum()`` and divide by the step's global weight total
-    instead. An all-zero ``weights`` gives 0.
+    it is plain per-response-mean SFT.
 
     Args:
-        token_logps: ``[N, T]`` log-probs of the label tokens (shifted frame).
-        mask: ``[N, T]`` bool or 0/1, True on response tokens.
+        seq_logps: ``[N]`` summed log-probs of each response's tokens.
+        counts: ``[N]`` response token counts.
         weights: ``[N]`` non-negative response weights.
+        normalize: ``"response"`` or ``"token"``.
+        denominator: the step's global D, or None for this batch's own.
     """
-    nll = response_nll(token_logps, mask)
-    if weights.shape != nll.shape:
-        raise ValueError(f"weights must have shape {tuple(nll.shape)}, got {tuple(weights.shape)}")
-    weights = weights.to(nll.dtype)
-    total = weights.sum().clamp_min(torch.finfo(nll.dtype).tiny)
-    return (weights * nll).sum() / total
+    if not seq_logps.shape == counts.shape == weights.shape:
+        raise ValueError(f"seq_logps {tuple(seq_logps.shape)}, counts {tuple(counts.shape)} and weights "
+                         f"{tuple(weights.shape)} must have one shape")
+    weights = weights.to(seq_logps.dtype)
+    if normalize == "response":
+        terms, mass = response_nll(seq_logps, counts), weights
+    elif normalize == "token":
+        terms, mass = -seq_logps, weights * counts.to(seq_logps.dtype)
+    else:
+        raise ValueError(f"unknown SFT normalisation {normalize!r}; expected 'response' or 'token'")
+    if denominator is None:
+        denominator = mass.sum().clamp_min(torch.finfo(seq_logps.dtype).tiny)
+    return (weights * terms).sum() / denominator
 
 
 def fusepo_loss(

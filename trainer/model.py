@@ -125,7 +125,7 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
 def flops_per_token(model: nn.Module, live_reference: bool = False) -> float:
     """Training FLOPs per token: 6·N_non-embedding + 6·V·d for the head (+2·N for a live reference forward).
 
-    Causal attention FLOPs and checkpoint recomputation are not counted (trainer.md §7).
+    Causal attention FLOPs and checkpoint recomputation are not counted (docs/trainer.md#flops-and-mfu).
     """
     lm = causal_lm(model)
     emb = lm.get_input_embeddings().weight

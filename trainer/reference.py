@@ -1,4 +1,4 @@
-"""Reference log-probs, computed once before training and cached on disk.
+"""Reference log-probs: computed once before training and cached on disk, or run live.
 
 One pass of the frozen reference over the tokenized data (dropout off, no grad, the same
 collator as training) stores every response's **summed** log-prob; per-token means follow
@@ -11,6 +11,9 @@ with −inf, an all-reduce MAX merges them (correct only because of the −inf f
 missing value is an error, never a silent zero. Rank 0's cache decides for every rank and a
 hit is broadcast from it: only rank 0 writes the file, and ``FUSEKIT_CACHE`` is a per-machine
 folder by default, so the other nodes of a multi-node run usually miss.
+
+:func:`prepare` decides, once per run, where the loop's reference log-probs come from
+(:class:`Reference`): that cache, a live forward of a frozen model, or none.
 """
 
 from __future__ import annotations
@@ -22,13 +25,16 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from rich.console import Console
 from rich.progress import Progress
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from fusedata.models import ModelRef, cache_dir
+from fusedata.models import ModelRef, cache_dir, resolve
 
-from .data import Example, collate
-from .model import SequenceLogps
+from .config import Config
+from .data import Batch, Example, collate, fingerprint
+from .model import SequenceLogps, load_reference
 
 
 def model_identity(ref: ModelRef) -> str:
@@ -133,3 +139,47 @@ def per_example(values: torch.Tensor, examples: list[Example]) -> list[torch.Ten
     """Split the flat tensor into one tensor of response sums per example (by example index)."""
     offsets = _flat_offsets(examples)
     return [values[offsets[i]:offsets[i + 1]] for i in range(len(examples))]
+
+
+@dataclass
+class Reference:
+    """Where each micro-batch's reference log-probs come from (``mode``: precompute | live | none)."""
+
+    mode: str
+    precomputed: Precomputed | None = None
+    by_example: list[torch.Tensor] | None = None  # precompute: each example's response sums
+    live: SequenceLogps | None = None
+    # A LoRA run whose reference is its own base model: the PEFT policy, run with its adapter off.
+    adapter_off: nn.Module | None = None
+
+    def logps(self, batch: Batch) -> torch.Tensor | None:
+        """Summed reference log-probs of the batch's responses, on the batch's device."""
+        if self.by_example is not None:
+            return torch.cat([self.by_example[ex.index] for ex in batch.examples]).to(batch.input_ids.device)
+        if self.live is None:
+            return None
+        with torch.no_grad():
+            if self.adapter_off is not None:
+                with self.adapter_off.disable_adapter():
+                    return self.live(**batch.inputs())[0].detach()
+            return self.live(**batch.inputs())[0].detach()
+
+
+def prepare(cfg: Config, policy: nn.Module, forward: SequenceLogps, examples: list[Example], pad_id: int,
+            device: torch.device, rank: int, world: int, console: Console) -> Reference:
+    """The run's reference: the policy at step 0 unless ``model.reference`` names another model."""
+    mode = cfg.reference_mode
+    separate = cfg.model.reference not in (None, cfg.model.name)
+    if mode == "precompute":
+        ref_forward = forward
+        if separate:
+            ref_forward = SequenceLogps(load_reference(cfg, device), cfg.train.logps_chunk, forward.autocast)
+        key = cache_key(resolve(cfg.model.reference or cfg.model.name), fingerprint(examples), str(forward.autocast))
+        pre = load_or_compute(key, ref_forward, examples, pad_id, cfg.train.batch_size * 2, device, cfg.train.packing,
+                              rank, world, console)
+        return Reference(mode, pre, per_example(pre.values, examples))
+    if mode == "live":
+        if cfg.model.lora is not None and not separate:
+            return Reference(mode, live=forward, adapter_off=policy)
+        return Reference(mode, live=SequenceLogps(load_reference(cfg, device), cfg.train.logps_chunk, forward.autocast))
+    return Reference(mode)
