@@ -12,7 +12,7 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 # after every later install.
 PIP := $(BIN)/pip install -q --no-warn-conflicts
 
-.PHONY: install install-core demo test bench clean
+.PHONY: install install-core demo test lint bench clean
 
 install: $(STAMP)
 
@@ -52,7 +52,11 @@ demo: install-core
 	OMP_NUM_THREADS=2 $(BIN)/python recipes/demo.py
 
 test: install
+	$(BIN)/ruff check .
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs --durations=15
+
+lint: install-core
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/generation_throughput.py
