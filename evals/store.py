@@ -14,21 +14,20 @@ mode, so a ``kill -9`` loses at most the work in flight.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
+from fusedata.judge import JudgeReply, JudgeRequest
 from fusedata.records import canonical_json
+from fusedata.sqlite_store import SQLiteStore
 
-from .records import Answer, JudgeReply, JudgeRequest, Judgment, Question
+from .records import Answer, Judgment, Question
 
 DB_NAME = "evals.sqlite"
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS questions (
   bench TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (bench, id)
 );
@@ -55,35 +54,29 @@ CREATE TABLE IF NOT EXISTS judgments (
 );
 """
 
+# SQLite's default cap on bound parameters is 999 in older builds; 500 keys per query stays under it.
+_KEYS_PER_QUERY = 500
 
-class EvalStore:
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / DB_NAME
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is crash-safe in WAL mode: a committed batch survives a killed process.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
 
-    def close(self) -> None:
-        self.db.close()
+class EvalStore(SQLiteStore):
+    """Questions, answers, judge calls and judgments of one eval run directory.
 
-    def __enter__(self) -> "EvalStore":
-        return self
+    Schema versions: 0 (unmarked) and 1 have the same tables; 1 marks the file as an evals store.
+    """
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    FILENAME = DB_NAME
+    KIND = "an evals store"
+    APPLICATION_ID = 0x6576616C  # "eval"
+    SCHEMA = _SCHEMA
+    VERSION = 1
+    MARKER_TABLE = "calls"
 
-    # -- meta -------------------------------------------------------------------------------
-    def set_meta(self, key: str, value: Any) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, canonical_json(value)))
-
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+    def _rows_for_keys(self, sql: str, keys: Iterable[str]) -> Iterator[tuple]:
+        """Rows of ``sql`` for all ``keys``, ``{marks}`` in ``sql`` standing for one chunk's placeholders."""
+        keys = list(keys)
+        for i in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[i:i + _KEYS_PER_QUERY]
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
 
     # -- questions and models ---------------------------------------------------------------
     def put_questions(self, questions: Iterable[Question]) -> None:
@@ -107,7 +100,8 @@ class EvalStore:
 
     def models(self, bench: str) -> dict[str, tuple[str, dict[str, Any]]]:
         """model label → (settings hash, settings), in the order the models were first registered."""
-        rows = self.db.execute("SELECT model, settings_hash, settings FROM models WHERE bench = ? ORDER BY rowid", (bench,))
+        rows = self.db.execute(
+            "SELECT model, settings_hash, settings FROM models WHERE bench = ? ORDER BY rowid", (bench,))
         return {m: (h, json.loads(s)) for m, h, s in rows}
 
     def benches(self) -> list[str]:
@@ -140,13 +134,6 @@ class EvalStore:
             for q, t, text, err, n, s in rows
         }
 
-    def answer_attempts(self, bench: str, model: str, settings_hash: str) -> dict[tuple[str, int], int]:
-        rows = self.db.execute(
-            "SELECT question_id, turn, attempts FROM answers WHERE bench = ? AND model = ? AND settings_hash = ?",
-            (bench, model, settings_hash),
-        )
-        return {(q, t): a for q, t, a in rows}
-
     # -- judge calls and judgments ----------------------------------------------------------
     def put_judgments(self, judgments: Iterable[Judgment]) -> None:
         """Link items to their calls; a re-run with new answers or a new prompt re-points the link."""
@@ -158,7 +145,8 @@ class EvalStore:
             )
 
     def judgments(self, bench: str, judge: str | None = None) -> list[Judgment]:
-        sql = "SELECT bench, judge, model, question_id, turn, game, mode, key, baseline, swapped FROM judgments WHERE bench = ?"
+        sql = ("SELECT bench, judge, model, question_id, turn, game, mode, key, baseline, swapped FROM judgments"
+               " WHERE bench = ?")
         args: tuple = (bench,)
         if judge is not None:
             sql += " AND judge = ?"
@@ -166,18 +154,13 @@ class EvalStore:
         return [Judgment(*r[:9], swapped=bool(r[9])) for r in self.db.execute(sql + " ORDER BY rowid", args)]
 
     def judges(self, bench: str) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT judge FROM judgments WHERE bench = ? ORDER BY rowid", (bench,))]
+        rows = self.db.execute("SELECT DISTINCT judge FROM judgments WHERE bench = ? ORDER BY rowid", (bench,))
+        return [r[0] for r in rows]
 
     def done_keys(self, keys: Iterable[str]) -> set[str]:
         """The keys among ``keys`` that already hold a successful reply."""
-        keys = list(keys)
-        done: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            done.update(r[0] for r in self.db.execute(
-                f"SELECT key FROM calls WHERE error IS NULL AND key IN ({marks})", chunk))
-        return done
+        rows = self._rows_for_keys("SELECT key FROM calls WHERE error IS NULL AND key IN ({marks})", keys)
+        return {r[0] for r in rows}
 
     def put_calls(self, judge: str, items: Iterable[tuple[JudgeRequest, JudgeReply]]) -> None:
         now = time.time()
@@ -198,26 +181,15 @@ class EvalStore:
 
     def replies(self, keys: Iterable[str]) -> dict[str, tuple[JudgeReply, int]]:
         """key → (reply, attempts) for the keys that have a call row (success or failure)."""
-        keys = list(keys)
-        out: dict[str, tuple[JudgeReply, int]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, text, lp, pt, ct, err, secs, att in self.db.execute(
-                f"""SELECT key, text, top_logprobs, prompt_tokens, completion_tokens, error, seconds, attempts
-                FROM calls WHERE key IN ({marks})""", chunk):
-                out[key] = (JudgeReply(text, None if lp is None else json.loads(lp), pt, ct, err, secs), att)
-        return out
+        rows = self._rows_for_keys(
+            """SELECT key, text, top_logprobs, prompt_tokens, completion_tokens, error, seconds, attempts
+            FROM calls WHERE key IN ({marks})""", keys)
+        return {key: (JudgeReply(text, None if lp is None else json.loads(lp), pt, ct, err, secs), att)
+                for key, text, lp, pt, ct, err, secs, att in rows}
 
     def prompt_versions(self, keys: Iterable[str]) -> dict[str, str]:
         """prompt name → version over the calls with these keys (what a report must name)."""
-        keys = list(keys)
-        out: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for name, version in self.db.execute(
-                f"""SELECT DISTINCT json_extract(request, '$.prompt'), json_extract(request, '$.prompt_version')
-                FROM calls WHERE key IN ({marks})""", chunk):
-                out[name] = version
-        return out
+        rows = self._rows_for_keys(
+            """SELECT DISTINCT json_extract(request, '$.prompt'), json_extract(request, '$.prompt_version')
+            FROM calls WHERE key IN ({marks})""", keys)
+        return dict(rows)

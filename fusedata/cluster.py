@@ -21,6 +21,7 @@ thread each in both cases (``OMP_NUM_THREADS=1`` here is what ``make test`` sets
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import FusekitError
+from .records import Response
 
 
 class Worker(Protocol):
@@ -152,7 +154,6 @@ def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
 
     from . import models
     from .engines import chat_messages, sample_seed
-    from .records import Response
 
     try:
         import ray
@@ -164,8 +165,9 @@ def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
     rows = [{"prompt_id": req.prompt.id, "sample_idx": i, "seed": sample_seed(sp, req.prompt.id, i),
              "messages": json.dumps(chat_messages(req.prompt, spec.engine))}
             for chunk in chunks for req in chunk for i in req.sample_indices]
+    engine_kwargs = dict(spec.engine.extra.get("engine_kwargs") or {})
     config = vLLMEngineProcessorConfig(
-        model_source=models.resolve(spec.engine.model).path, engine_kwargs=dict(spec.engine.extra.get("engine_kwargs") or {}),
+        model_source=models.resolve(spec.engine.model).path, engine_kwargs=engine_kwargs,
         concurrency=res.replicas, batch_size=spec.engine.batch_size, should_continue_on_error=True,
     )
     stop = list(spec.engine.stop) or None
@@ -176,15 +178,46 @@ def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
             "max_tokens": sp.max_tokens, "seed": int(row["seed"]), "stop": stop}}
 
     def post(row: dict) -> dict:
-        text = row.get("generated_text")
-        return {"prompt_id": row["prompt_id"], "sample_idx": int(row["sample_idx"]), "text": text or "",
-                "n_in": int(row.get("num_input_tokens") or 0), "n_out": int(row.get("num_generated_tokens") or 0)}
+        # A failed row skips postprocess and arrives whole, so both kinds keep vLLM's column names.
+        return {k: row.get(k) for k in _LLM_ROW_FIELDS}
 
     ds = build_llm_processor(config, preprocess=pre, postprocess=post)(ray.data.from_items(rows))
+    limits = (sp.max_tokens, engine_kwargs.get("max_model_len"))
     for batch in ds.iter_batches(batch_size=spec.engine.batch_size, batch_format="pandas"):
-        yield [
-            Response(r.prompt_id, spec.name, sp.hash(), int(r.sample_idx), r.text.strip(), "stop", int(r.n_in), int(r.n_out))
-            if r.text.strip() else
-            Response(r.prompt_id, spec.name, sp.hash(), int(r.sample_idx), None, error="vLLM on Ray returned no text")
-            for r in batch.itertuples()
-        ]
+        yield [response_from_llm_row(r, spec.name, sp.hash(), *limits) for r in batch.to_dict("records")]
+
+
+_LLM_ROW_FIELDS = ("prompt_id", "sample_idx", "generated_text", "num_input_tokens", "num_generated_tokens",
+                   "__inference_error__")
+
+
+def _count(value: Any) -> int:
+    """A token count from a ray.data.llm row; a column missing from a failed row arrives as None or NaN."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(number) if math.isfinite(number) else 0
+
+
+def response_from_llm_row(row: dict[str, Any], model: str, settings_hash: str, max_tokens: int,
+                          max_model_len: int | None = None) -> Response:
+    """One ray.data.llm output row as a stored response, with the finish reason vLLM would have given.
+
+    ray.data.llm keeps the token counts but not vLLM's ``finish_reason``. vLLM finishes with "length"
+    exactly when the output reaches ``max_tokens`` or prompt plus output reach ``max_model_len``, so the
+    counts give it back. The one case read the other way is an end-of-sequence token landing exactly on
+    the last allowed position: it reads as "length", which the truncation filter then drops, never the
+    reverse.
+    """
+    error = row.get("__inference_error__")
+    text = row.get("generated_text")
+    text = text.strip() if isinstance(text, str) else ""
+    key = (str(row["prompt_id"]), model, settings_hash, _count(row["sample_idx"]))
+    if isinstance(error, str) and error:
+        return Response(*key, None, error=f"vLLM on Ray: {error}")
+    if not text:
+        return Response(*key, None, error="vLLM on Ray returned no text")
+    n_in, n_out = _count(row.get("num_input_tokens")), _count(row.get("num_generated_tokens"))
+    truncated = n_out >= max_tokens or (max_model_len is not None and n_in + n_out >= max_model_len)
+    return Response(*key, text, "length" if truncated else "stop", n_in, n_out)

@@ -1,9 +1,8 @@
 """The typed records every fusekit package shares: Prompt → Response → Score → Pair.
 
 Records are plain dataclasses whose fields are JSON values, so a record is one
-``dataclasses.asdict`` away from a JSON line, a SQLite row or an Arrow row. The
-Arrow schemas below are the documented on-disk layout (parquet shards, the
-``candidates`` table); ``to_row``/``from_row`` convert both ways.
+``dataclasses.asdict`` away from a JSON line or a SQLite row; ``to_row``/``from_row``
+convert to and from the flat row the run store keeps (dict fields as JSON text).
 
 Chat messages follow the Hugging Face / TRL convention: ``[{"role": "user",
 "content": "..."}]``.
@@ -16,8 +15,6 @@ import json
 import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
-
-import pyarrow as pa
 
 Message = dict[str, str]
 Domain = Literal["instruction", "math", "code", "zh"]
@@ -158,71 +155,11 @@ class Pair:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-
-#: Arrow schemas of the records; dict fields (meta, detail) are stored as JSON strings.
-SCHEMAS: dict[type, pa.Schema] = {
-    Prompt: pa.schema(
-        [
-            ("id", pa.string()),
-            ("domain", pa.string()),
-            ("source", pa.string()),
-            ("messages", _MESSAGES),
-            ("gold", pa.string()),
-            ("tests", pa.string()),
-            ("meta", pa.string()),
-        ]
-    ),
-    Response: pa.schema(
-        [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("settings_hash", pa.string()),
-            ("sample_idx", pa.int32()),
-            ("text", pa.string()),
-            ("finish_reason", pa.string()),
-            ("n_input_tokens", pa.int32()),
-            ("n_output_tokens", pa.int32()),
-            ("error", pa.string()),
-            ("seconds", pa.float64()),
-        ]
-    ),
-    Score: pa.schema(
-        [
-            ("prompt_id", pa.string()),
-            ("model", pa.string()),
-            ("settings_hash", pa.string()),
-            ("sample_idx", pa.int32()),
-            ("scorer", pa.string()),
-            ("value", pa.float64()),
-            ("label", pa.string()),
-            ("detail", pa.string()),
-            ("error", pa.string()),
-        ]
-    ),
-    Pair: pa.schema(
-        [
-            ("prompt_id", pa.string()),
-            ("domain", pa.string()),
-            ("method", pa.string()),
-            ("prompt", _MESSAGES),
-            ("chosen", _MESSAGES),
-            ("rejected", _MESSAGES),
-            ("chosen_models", pa.list_(pa.string())),
-            ("rejected_models", pa.list_(pa.string())),
-            ("chosen_scores", pa.list_(pa.float64())),
-            ("rejected_scores", pa.list_(pa.float64())),
-            ("weights", pa.list_(pa.float64())),
-            ("meta", pa.string()),
-        ]
-    ),
-}
-
 _JSON_FIELDS = {"meta", "detail"}
 
 
 def to_row(record: Any) -> dict[str, Any]:
-    """Record → flat row matching ``SCHEMAS[type(record)]`` (dict fields as JSON text)."""
+    """Record → flat row (dict fields as JSON text)."""
     row = asdict(record)
     for k in _JSON_FIELDS & row.keys():
         row[k] = canonical_json(row[k])
@@ -238,6 +175,3 @@ def from_row(cls: type, row: dict[str, Any]) -> Any:
             kw[k] = json.loads(kw[k])
     return cls(**kw)
 
-
-def to_table(records: list[Any], cls: type) -> pa.Table:
-    return pa.Table.from_pylist([to_row(r) for r in records], schema=SCHEMAS[cls])

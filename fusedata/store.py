@@ -10,13 +10,11 @@ success replaces it — a success is never overwritten.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
 from .records import Prompt, Response, Score, canonical_json, from_row, to_row
+from .sqlite_store import SQLiteStore
 
 DB_NAME = "run.sqlite"
 
@@ -36,47 +34,41 @@ CREATE TABLE IF NOT EXISTS scores (
   scorer TEXT NOT NULL, value REAL, label TEXT, detail TEXT NOT NULL, error TEXT, updated REAL NOT NULL,
   PRIMARY KEY (prompt_id, model, settings_hash, sample_idx, scorer)
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+_RESPONSE_COLUMNS = ("prompt_id, model, settings_hash, sample_idx, text, finish_reason, n_input_tokens,"
+                     " n_output_tokens, error, seconds")
+_SCORE_COLUMNS = ("prompt_id", "model", "settings_hash", "sample_idx", "scorer", "value", "label", "detail", "error")
 
-class RunStore:
-    """Append-only, keyed storage of prompts, responses and scores for one run folder."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / DB_NAME
-        self.db = sqlite3.connect(self.path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is crash-safe in WAL mode: a committed batch survives a killed process.
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+class RunStore(SQLiteStore):
+    """Append-only, keyed storage of prompts, responses and scores for one run folder.
 
-    def close(self) -> None:
-        self.db.close()
+    Schema versions: 0 (unmarked) keyed responses and scores by ``params_hash``; 1 calls it ``settings_hash``.
+    """
 
-    def __enter__(self) -> "RunStore":
-        return self
+    FILENAME = DB_NAME
+    KIND = "a fusedata run store"
+    APPLICATION_ID = 0x66757365  # "fuse"
+    SCHEMA = _SCHEMA
+    VERSION = 1
+    MARKER_TABLE = "responses"
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- meta ---------------------------------------------------------------------------
-    def set_meta(self, key: str, value: Any) -> None:
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, canonical_json(value)))
-
-    def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+    def _migrate(self, version: int) -> None:
+        # Version 0 named the settings hash params_hash; RENAME COLUMN keeps the rows and the primary keys,
+        # so a run started before the rename resumes where it stopped.
+        for table in ("responses", "scores"):
+            columns = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if "params_hash" in columns:
+                self.db.execute(f"ALTER TABLE {table} RENAME COLUMN params_hash TO settings_hash")
 
     # -- prompts ------------------------------------------------------------------------
     def put_prompts(self, prompts: Iterable[Prompt]) -> None:
         rows = []
         for p in prompts:
             r = to_row(p)
-            rows.append((r["id"], r["domain"], r["source"], canonical_json(r["messages"]), r["gold"], r["tests"], r["meta"]))
+            rows.append((r["id"], r["domain"], r["source"], canonical_json(r["messages"]), r["gold"], r["tests"],
+                         r["meta"]))
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO prompts VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -121,8 +113,7 @@ class RunStore:
         return {(p, i) for p, i in cur}
 
     def responses(self, *, model: str | None = None, ok_only: bool = False) -> list[Response]:
-        q = ("SELECT prompt_id, model, settings_hash, sample_idx, text, finish_reason, n_input_tokens,"
-             " n_output_tokens, error, seconds FROM responses")
+        q = f"SELECT {_RESPONSE_COLUMNS} FROM responses"
         conds, args = [], []
         if model:
             conds.append("model = ?")
@@ -136,8 +127,7 @@ class RunStore:
     def failures(self) -> list[tuple[Response, int]]:
         """Failed responses with their attempt counts."""
         rows = self.db.execute(
-            "SELECT prompt_id, model, settings_hash, sample_idx, text, finish_reason, n_input_tokens,"
-            " n_output_tokens, error, seconds, attempts FROM responses WHERE error IS NOT NULL ORDER BY rowid"
+            f"SELECT {_RESPONSE_COLUMNS}, attempts FROM responses WHERE error IS NOT NULL ORDER BY rowid"
         ).fetchall()
         return [(Response(*r[:10]), r[10]) for r in rows]
 
@@ -148,7 +138,8 @@ class RunStore:
             """SELECT model, SUM(error IS NULL), SUM(error IS NOT NULL), SUM(n_input_tokens),
                       SUM(n_output_tokens), SUM(seconds) FROM responses GROUP BY model ORDER BY model"""
         ):
-            out[model] = {"responses": ok, "failures": fail, "input_tokens": tin, "output_tokens": tout, "seconds": secs}
+            out[model] = {"responses": ok, "failures": fail, "input_tokens": tin, "output_tokens": tout,
+                          "seconds": secs}
         return out
 
     # -- scores -------------------------------------------------------------------------
@@ -170,16 +161,15 @@ class RunStore:
             )
 
     def scores(self, scorer: str | None = None) -> list[Score]:
-        q = ("SELECT prompt_id, model, settings_hash, sample_idx, scorer, value, label, detail, error FROM scores")
+        q = f"SELECT {', '.join(_SCORE_COLUMNS)} FROM scores"
         args: tuple = ()
         if scorer:
             q, args = q + " WHERE scorer = ?", (scorer,)
-        return [from_row(Score, dict(zip(
-            ("prompt_id", "model", "settings_hash", "sample_idx", "scorer", "value", "label", "detail", "error"), row)))
-            for row in self.db.execute(q + " ORDER BY rowid", args)]
+        return [from_row(Score, dict(zip(_SCORE_COLUMNS, row))) for row in self.db.execute(q + " ORDER BY rowid", args)]
 
     def scored_keys(self, scorer: str) -> set[tuple[str, str, str, int]]:
         cur = self.db.execute(
-            "SELECT prompt_id, model, settings_hash, sample_idx FROM scores WHERE scorer = ? AND error IS NULL", (scorer,)
+            "SELECT prompt_id, model, settings_hash, sample_idx FROM scores WHERE scorer = ? AND error IS NULL",
+            (scorer,),
         )
         return {tuple(r) for r in cur}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from evals.records import Answer, JudgeReply, JudgeRequest, Judgment, Question
+from evals.records import Answer, Judgment, Question
 from evals.store import EvalStore
+from fusedata.judge import JudgeReply, JudgeRequest
 
 
 def _req(text: str = "rate this") -> JudgeRequest:
@@ -20,7 +21,8 @@ def test_answers_failure_is_retried_and_success_is_final(tmp_path):
         s.put_answers([Answer("mt-bench", "81", "m", "h", 1, "second answer")])
         got = s.answers("mt-bench", "m", "h")[("81", 1)]
         assert got.text == "first answer" and got.ok and got.n_output_tokens == 3
-        assert s.answer_attempts("mt-bench", "m", "h")[("81", 1)] == 2
+        attempts = s.db.execute("SELECT attempts FROM answers WHERE question_id = '81' AND turn = 1").fetchone()[0]
+        assert attempts == 2
         # another settings hash is another answer
         assert s.answers("mt-bench", "m", "other") == {}
 
@@ -61,15 +63,18 @@ def test_judgments_repoint_and_questions_roundtrip(tmp_path):
 
 
 def test_model_folder_fingerprint_changes_the_settings_hash(tmp_path):
-    from evals.answers import ModelSpec
+    from evals.answers import EvalModel
+    from fusedata.endpoint import EndpointSettings
+    from fusedata.engines import EngineConfig
 
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"weights v1")
-    spec = ModelSpec("m", str(folder))
+    spec = EvalModel(EngineConfig("m", str(folder)))
     before = spec.settings_hash("mt-bench")
     assert spec.settings_hash("mt-bench") == before
     (folder / "model.safetensors").write_bytes(b"weights v2, retrained")
     assert spec.settings_hash("mt-bench") != before  # retraining into the same folder is new answers
-    served = ModelSpec("m", str(folder), engine="openai", base_url="http://127.0.0.1:1/v1")
+    served = EvalModel(EngineConfig("m", str(folder), engine="openai",
+                                    endpoint=EndpointSettings("http://127.0.0.1:1/v1", str(folder))))
     assert served.settings(bench="mt-bench")["weights"] is None

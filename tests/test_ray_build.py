@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from fusedata.dataset import run_dataset_folder
+
 pytest.importorskip("ray.data")
 
 VOLATILE = {"duration_s", "stderr_tail"}
@@ -42,7 +44,8 @@ def build(recipe: Path, out: Path, *extra: str, wait: bool = True):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if not wait:
         # its own session: killing it takes the local Ray instance it started down too
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
@@ -84,15 +87,18 @@ def test_ray_build_equals_local_build_record_for_record(recipe, tmp_path):
     build(recipe, tmp_path / "local")
     build(recipe, tmp_path / "ray", "--ray", "local", "--ray-cpus", "2")
     local, ray = records(tmp_path / "local"), records(tmp_path / "ray")
-    assert len(local["responses"]) == 6 * 2 + len({row[0] for row in local["responses"] if row[1] == "smollm2-target"}) * 3
+    targeted = {row[0] for row in local["responses"] if row[1] == "smollm2-target"}
+    assert len(local["responses"]) == 6 * 2 + len(targeted) * 3
     assert ray["responses"] == local["responses"]
     assert ray["scores"] == local["scores"]
     scorers = {row[4] for row in ray["scores"]}
     assert {"math", "code"} <= scorers and any(s.startswith("judge:") for s in scorers)
-    files = {run: sorted((tmp_path / run / "dataset" / "data").rglob("*.parquet")) for run in ("local", "ray")}
-    assert [f.relative_to(tmp_path / "local") for f in files["local"]] == \
-        [f.relative_to(tmp_path / "ray") for f in files["ray"]]
-    assert any("wrpo" in str(f) for f in files["ray"])
+    # each run names its dataset folder after its rows; the ray run's may differ in a float's last bit
+    folders = {run: run_dataset_folder(tmp_path / run) for run in ("local", "ray")}
+    files = {run: sorted((folder / "data").rglob("*.parquet")) for run, folder in folders.items()}
+    assert [f.relative_to(folders["local"]) for f in files["local"]] == \
+        [f.relative_to(folders["ray"]) for f in files["ray"]]
+    assert any("wrpo" in str(f.relative_to(folders["ray"])) for f in files["ray"])
     for a, b in zip(files["local"], files["ray"]):
         rows_a, rows_b = ([{k: json.loads(v) if k == "meta" else v for k, v in r.items()}
                            for r in pq.read_table(f).to_pylist()] for f in (a, b))

@@ -5,7 +5,8 @@
   CIs, style control.
 * :mod:`evals.scoring.mt_bench` — MT-Bench single-grade means and pairwise win rates.
 
-The math follows ``shared/reference/evals.md`` (§2.3, §3.3, §4.4); no I/O happens here.
+The math follows ``docs/evals.md`` (the AlpacaEval 2, Arena-Hard-Auto and MT-Bench scoring sections); no I/O
+happens here.
 """
 
 from evals.scoring.alpaca import (

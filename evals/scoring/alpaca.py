@@ -1,7 +1,8 @@
 """AlpacaEval 2 scoring: raw win rate, discrete win rate and the length-controlled (LC) win rate.
 
-Pure functions over in-memory data, no I/O. The formulas follow ``shared/reference/evals.md`` §2.3
-(upstream ``alpaca_eval`` ``metrics/helpers.py``, ``metrics/winrate.py``, ``metrics/glm_winrate.py``).
+Pure functions over in-memory data, no I/O. The formulas follow ``docs/evals.md#alpacaeval-2-win-rate``
+and ``#alpacaeval-2-length-control`` (upstream ``alpaca_eval`` ``metrics/helpers.py``,
+``metrics/winrate.py``, ``metrics/glm_winrate.py``).
 
 Conventions
 -----------
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+
+from .numeric import sigmoid
 
 __all__ = [
     "GLM_NAMES",
@@ -196,10 +199,6 @@ def is_extreme_change(win_rate_value: float, lc_value: float, *, abs_diff: float
 # --------------------------------------------------------------------------------------------------
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def _soft_threshold(x: float, t: float) -> float:
     if x > t:
         return x - t
@@ -253,7 +252,7 @@ def _fit_l1_logistic(
 
     current = objective(beta)
     for _ in range(max_iter):
-        q = _sigmoid(x @ beta)
+        q = sigmoid(x @ beta)
         g = c * (x.T @ (w * (q - y)))
         h = c * ((x.T * (w * q * (1.0 - q))) @ x) + 1e-12 * np.eye(d)
         step = _l1_subproblem(g, h, beta)
@@ -305,7 +304,7 @@ def _fit_l1_logistic_cv(
         beta = None
         for j, c in enumerate(grid):
             beta = _fit_l1_logistic(x[train], y[train], w[train], float(c), beta0=beta)
-            q = np.clip(_sigmoid(x[test] @ beta), 1e-15, 1.0 - 1e-15)
+            q = np.clip(sigmoid(x[test] @ beta), 1e-15, 1.0 - 1e-15)
             logloss = -np.mean(w[test] * (y[test] * np.log(q) + (1.0 - y[test]) * np.log(1.0 - q)))
             scores[j] += -logloss  # greater is better; sklearn sums the fold scores and takes argmax
     best = int(np.argmax(scores))
@@ -447,10 +446,11 @@ def length_controlled_win_rate(
     is_baseline:
         The model *is* the baseline: LC is 50 by construction and nothing is fitted.
 
-    Model (evals.md §2.3): ``logit P(model preferred) = θ·not_gamed + φ·tanh(s_i) + ψ·d_i`` without
-    intercept, ``s_i = Δ_i / std(Δ)`` (ddof 1, not centred), ``Δ_i = len(baseline) − len(model)`` in
-    characters, soft label ``y_i = p_i − 1``. LC = ``100·mean_i σ(θ + ψ·d_i)`` over all the model's
-    instructions (length difference 0, not_gamed 1), ``lc_standard_error`` = 100·sem of the same.
+    Model (docs/evals.md#alpacaeval-2-length-control):
+    ``logit P(model preferred) = θ·not_gamed + φ·tanh(s_i) + ψ·d_i`` without intercept,
+    ``s_i = Δ_i / std(Δ)`` (ddof 1, not centred), ``Δ_i = len(baseline) − len(model)`` in characters,
+    soft label ``y_i = p_i − 1``. LC = ``100·mean_i σ(θ + ψ·d_i)`` over all the model's instructions
+    (length difference 0, not_gamed 1), ``lc_standard_error`` = 100·sem of the same.
     """
     if glm not in GLM_NAMES:
         raise ValueError(f"unknown glm {glm!r}; expected one of {GLM_NAMES}")
@@ -474,6 +474,30 @@ def length_controlled_win_rate(
     if uses_gamed and gamed_annotations is None:
         raise ValueError(f"{glm} needs gamed_annotations (the df_gamed rows); use length_controlled_noreg without them")
 
+    model_x = _model_design(keyed, instructions, instruction_difficulty if uses_difficulty else None)
+    x_all, y_all, w_all = model_x, prefs - 1.0, np.ones(len(instructions))
+    if uses_gamed:
+        g_len, g_diff, g_y = _gamed_rows(gamed_annotations, instruction_difficulty, scale)  # type: ignore[arg-type]
+        g_w = np.full(g_y.size, regularize_to_baseline_lambda / 2.0)  # two gamed baselines, λ/2 each
+        # gamed rows first, as upstream concatenates them
+        x_all = np.vstack([_design(np.zeros(g_y.size), g_len, g_diff), x_all])
+        y_all = np.concatenate([g_y, y_all])
+        w_all = np.concatenate([g_w, w_all])
+
+    keep = ~np.isnan(y_all) & np.all(np.isfinite(x_all), axis=1)
+    beta, c_best = _fit_l1_logistic_cv(x_all[keep], y_all[keep], w_all[keep], n_splits, Cs, C)
+    return _lc_result(beta, c_best, model_x, raw, glm, names)
+
+
+def _design(not_gamed: np.ndarray, length: np.ndarray, diff: np.ndarray | None) -> np.ndarray:
+    """The LC GLM's design matrix: not_gamed, length feature and, when the GLM uses it, difficulty."""
+    return np.column_stack([not_gamed, length] + ([diff] if diff is not None else []))
+
+
+def _model_design(
+    keyed: Mapping[str, Any], instructions: list[str], instruction_difficulty: Mapping[str, float] | None
+) -> np.ndarray:
+    """Design rows of the model's own annotations (not_gamed 1); no difficulty column without a mapping."""
     delta = np.array(
         [
             len(_require_text(keyed[k], "output_1", k, "annotations"))
@@ -485,36 +509,21 @@ def length_controlled_win_rate(
     # std over every annotated row, judged or not, as upstream featurises before dropping NaN labels
     length_feature = np.tanh(_standardised_delta(delta))
     difficulty = (
-        np.array([_difficulty(instruction_difficulty, k) for k in instructions])  # type: ignore[arg-type]
-        if uses_difficulty
+        np.array([_difficulty(instruction_difficulty, k) for k in instructions])
+        if instruction_difficulty is not None
         else None
     )
+    return _design(np.ones(len(instructions)), length_feature, difficulty)
 
-    def design(not_gamed: np.ndarray, length: np.ndarray, diff: np.ndarray | None) -> np.ndarray:
-        cols = [not_gamed, length] + ([diff] if uses_difficulty and diff is not None else [])
-        return np.column_stack(cols)
 
-    model_x = design(np.ones(len(instructions)), length_feature, difficulty)
-    model_y = prefs - 1.0
-    model_w = np.ones(len(instructions))
-
-    if uses_gamed:
-        g_len, g_diff, g_y = _gamed_rows(gamed_annotations, instruction_difficulty, scale)  # type: ignore[arg-type]
-        g_x = design(np.zeros(g_y.size), g_len, g_diff)
-        g_w = np.full(g_y.size, regularize_to_baseline_lambda / 2.0)  # two gamed baselines, λ/2 each
-        x_all = np.vstack([g_x, model_x])  # gamed rows first, as upstream concatenates them
-        y_all = np.concatenate([g_y, model_y])
-        w_all = np.concatenate([g_w, model_w])
-    else:
-        x_all, y_all, w_all = model_x, model_y, model_w
-
-    keep = ~np.isnan(y_all) & np.all(np.isfinite(x_all), axis=1)
-    beta, c_best = _fit_l1_logistic_cv(x_all[keep], y_all[keep], w_all[keep], n_splits, Cs, C)
+def _lc_result(
+    beta: np.ndarray, c_best: float, model_x: np.ndarray, raw: AlpacaWinRate, glm: str, names: list[str]
+) -> LengthControlledResult:
+    """LC from the fitted weights: the model's rows predicted at no length difference."""
     weights = {name: float(b) for name, b in zip(names, beta)}
-
     test_x = model_x.copy()
     test_x[:, 1] = 0.0  # no length difference
-    predicted = _sigmoid(test_x @ beta)
+    predicted = sigmoid(test_x @ beta)
     lc = float(100.0 * predicted.mean())
     return LengthControlledResult(
         length_controlled_winrate=lc,
@@ -569,4 +578,4 @@ def predict_cross_baseline_win_rate(
     diff = np.array([float(v) for v in instruction_difficulty.values()], dtype=float)
     if diff.size == 0:
         raise ValueError("instruction_difficulty is empty")
-    return float(100.0 * _sigmoid(d_theta + d_psi * diff).mean())
+    return float(100.0 * sigmoid(d_theta + d_psi * diff).mean())

@@ -1,8 +1,8 @@
 """Arena-Hard-Auto scoring: verdicts → battles, Bradley-Terry scores, bootstrap CIs, style control.
 
-Pure functions over in-memory data, no I/O. Follows ``shared/reference/evals.md`` §3.3 (upstream
-``arena-hard-auto``: v0.1 ``show_result.py`` / ``utils_math.py`` at ``0489bf3``; v2.0
-``show_result.py`` / ``utils/math_utils.py``).
+Pure functions over in-memory data, no I/O. Follows ``docs/evals.md#arena-hard-verdicts`` and the
+sections after it (upstream ``arena-hard-auto``: v0.1 ``show_result.py`` / ``utils_math.py`` at
+``0489bf3``; v2.0 ``show_result.py`` / ``utils/math_utils.py``).
 
 Input: one *judgment* per (model, question) with two games, as in the judgment JSONL files:
 ``{"uid": ..., "model": ..., "games": [g1, g2], "category": ...}`` where game 1 has the baseline as
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+
+from .numeric import sigmoid
 
 __all__ = [
     "VERDICT_LABELS",
@@ -240,10 +242,6 @@ def outcomes_v2(
 # --------------------------------------------------------------------------------------------------
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def _fit_logistic(
     x: np.ndarray,
     y: np.ndarray,
@@ -269,7 +267,7 @@ def _fit_logistic(
 
     current = objective(beta)
     for _ in range(max_iter):
-        q = _sigmoid(x @ beta)
+        q = sigmoid(x @ beta)
         g = x.T @ (w * (q - y)) + ridge * beta
         h = (x.T * (w * q * (1.0 - q))) @ x + ridge * np.eye(d)
         step = -np.linalg.solve(h, g)
@@ -589,15 +587,7 @@ def arena_hard_v2_style_control(
     rows = [o for o in os_.outcomes if o.model != baseline]
     if not rows:
         raise ValueError("no usable outcomes")
-    raw = np.zeros((len(rows), 4))
-    for i, o in enumerate(rows):
-        m = _style_vector(metadata, o.model, o.uid)
-        b = _style_vector(metadata, baseline, o.uid)
-        raw[i, 0] = (m[0] - b[0]) / max(m[0] + b[0], 1.0)
-        dm = m[1:] / (m[0] + 1.0)
-        db = b[1:] / (b[0] + 1.0)
-        raw[i, 1:] = (dm - db) / (dm + db + 1.0)
-    feats = _zscore(raw, ddof=1, center=center)[:, cols]
+    feats = _zscore(_v2_style_differences(rows, metadata, baseline), ddof=1, center=center)[:, cols]
     models = sorted({o.model for o in rows})
     index = {m: k for k, m in enumerate(models)}
     onehot = np.zeros((len(rows), len(models)))
@@ -612,7 +602,7 @@ def arena_hard_v2_style_control(
         keep = np.concatenate([present, np.ones(len(cols), dtype=bool)])
         beta = np.full(x.shape[1], math.nan)
         beta[keep] = _fit_logistic(xs[:, keep], ys, np.ones(ys.size))
-        return 100.0 * _sigmoid(beta[: len(models)]), beta[len(models) :]
+        return 100.0 * sigmoid(beta[: len(models)]), beta[len(models) :]
 
     full_wr, full_coef = fit(None)
     rs = np.random.RandomState(seed)
@@ -623,15 +613,7 @@ def arena_hard_v2_style_control(
         boot_wr[r], boot_coef[r] = fit(boot_idx[r])
     scores = {baseline: _baseline_row(baseline)}
     for m, k in index.items():
-        column = boot_wr[:, k]
-        scores[m] = ArenaHardScore(
-            model=m,
-            score=float(np.nanpercentile(column, 50)),
-            lower=float(np.nanpercentile(column, 5)),
-            upper=float(np.nanpercentile(column, 95)),
-            point_estimate=float(full_wr[k]),
-            n_rows=int(onehot[:, k].sum()),
-        )
+        scores[m] = _median_score(m, boot_wr[:, k], float(full_wr[k]), int(onehot[:, k].sum()))
     names = [STYLE_FEATURES[c] for c in cols]
     coefs = {name: float(np.median(boot_coef[:, j])) for j, name in enumerate(names)}
     return ArenaHardResult(
@@ -675,8 +657,7 @@ def arena_hard_v01_style_control(
         raise ValueError("no usable battles")
     raw = np.zeros((len(battles), 4))
     for i, b in enumerate(battles):
-        va = _style_vector(metadata, b.model_a, b.uid)
-        vb = _style_vector(metadata, b.model_b, b.uid)
+        va, vb = _style_vector(metadata, b.model_a, b.uid), _style_vector(metadata, b.model_b, b.uid)
         raw[i] = (va - vb) / (va + vb + 1.0)
     feats = _zscore(raw, ddof=0, center=center)[:, cols]
     models = sorted({b.model_a for b in battles} | {b.model_b for b in battles})
@@ -712,20 +693,8 @@ def arena_hard_v01_style_control(
             boot[r, k] = fitted.get(m, math.nan)
     scores = {baseline: _baseline_row(baseline, ratings[baseline])}
     for k, m in enumerate(others):
-        lo_r = float(np.nanpercentile(boot[:, k], 2.5))
-        hi_r = float(np.nanpercentile(boot[:, k], 97.5))
-        score = bt_win_rate(ratings[m], ratings[baseline])
-        scores[m] = ArenaHardScore(
-            model=m,
-            score=score,
-            lower=bt_win_rate(lo_r, ratings[baseline]),
-            upper=bt_win_rate(hi_r, ratings[baseline]),
-            point_estimate=score,
-            rating=ratings[m],
-            rating_lower=lo_r,
-            rating_upper=hi_r,
-            n_rows=sum(1 for b in battles if m == b.model_b or m == b.model_a),
-        )
+        n_rows = sum(1 for b in battles if m == b.model_b or m == b.model_a)
+        scores[m] = _rating_score(m, ratings[m], ratings[baseline], boot[:, k], n_rows)
     names = [STYLE_FEATURES[c] for c in cols]
     return ArenaHardResult(
         "v0.1",
@@ -736,4 +705,49 @@ def arena_hard_v01_style_control(
         num_rounds,
         style_coefs={name: float(c) for name, c in zip(names, coef)},
         extra={"n_games": bs.n_games},
+    )
+
+
+def _v2_style_differences(
+    rows: Sequence[Any], metadata: Mapping[str, Mapping[str, Mapping[str, Any]]], baseline: str
+) -> np.ndarray:
+    """Per outcome row: the relative length difference and the markdown density differences."""
+    raw = np.zeros((len(rows), 4))
+    for i, o in enumerate(rows):
+        m = _style_vector(metadata, o.model, o.uid)
+        b = _style_vector(metadata, baseline, o.uid)
+        raw[i, 0] = (m[0] - b[0]) / max(m[0] + b[0], 1.0)
+        dm = m[1:] / (m[0] + 1.0)
+        db = b[1:] / (b[0] + 1.0)
+        raw[i, 1:] = (dm - db) / (dm + db + 1.0)
+    return raw
+
+
+def _median_score(model: str, boot: np.ndarray, point: float, n_rows: int) -> ArenaHardScore:
+    """A v2.0 style-controlled row: bootstrap median with its 5th / 95th percentiles."""
+    return ArenaHardScore(
+        model=model,
+        score=float(np.nanpercentile(boot, 50)),
+        lower=float(np.nanpercentile(boot, 5)),
+        upper=float(np.nanpercentile(boot, 95)),
+        point_estimate=point,
+        n_rows=n_rows,
+    )
+
+
+def _rating_score(model: str, rating: float, baseline_rating: float, boot: np.ndarray, n_rows: int) -> ArenaHardScore:
+    """A v0.1 style-controlled row: win rate at the fitted rating, 95% CI from the bootstrap ratings."""
+    lo_r = float(np.nanpercentile(boot, 2.5))
+    hi_r = float(np.nanpercentile(boot, 97.5))
+    score = bt_win_rate(rating, baseline_rating)
+    return ArenaHardScore(
+        model=model,
+        score=score,
+        lower=bt_win_rate(lo_r, baseline_rating),
+        upper=bt_win_rate(hi_r, baseline_rating),
+        point_estimate=score,
+        rating=rating,
+        rating_lower=lo_r,
+        rating_upper=hi_r,
+        n_rows=n_rows,
     )

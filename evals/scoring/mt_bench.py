@@ -1,6 +1,6 @@
 """MT-Bench scoring: single-answer grading means and pairwise win / tie / loss rates.
 
-Pure functions, no I/O. Follows ``shared/reference/evals.md`` §4.4 (FastChat
+Pure functions, no I/O. Follows ``docs/evals.md#mt-bench-scores`` (FastChat
 ``fastchat/llm_judge/show_result.py``).
 
 * Single grading: one record per (question, turn) ``{"question_id", "turn", "score"[, "model",

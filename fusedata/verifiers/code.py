@@ -57,7 +57,7 @@ def _fenced_blocks(text: str) -> list[tuple[str, str]]:
 def _parses(code: str) -> bool:
     try:
         compile(code, "solution.py", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+    except sandbox.COMPILE_ERRORS:
         return False
     return True
 

@@ -414,22 +414,7 @@ class _MathPool:
                 todo.clear()
                 if not busy:
                     break
-            # Keep enough workers alive; dispatch to idle ready ones.
-            for i in range(wanted):
-                if self.slots[i] is None and todo and self.fatal is None:
-                    self.slots[i] = _Worker()
-            now = time.monotonic()
-            for i, w in enumerate(self.slots):
-                if w is not None and w.ready and i not in busy and todo:
-                    item = todo.popleft()
-                    try:
-                        w.conn.send(item)
-                    except (OSError, ValueError):
-                        todo.appendleft(item)
-                        w.kill()
-                        self.slots[i] = None
-                        continue
-                    busy[i] = (item[0], now + timeout)
+            self._dispatch(todo, busy, wanted, timeout)
             waiting = {w.conn: i for i, w in enumerate(self.slots) if w is not None and (not w.ready or i in busy)}
             if not waiting:
                 continue
@@ -437,54 +422,80 @@ class _MathPool:
             deadlines += [w.started + _WORKER_START_TIMEOUT_S for w in self.slots if w is not None and not w.ready]
             wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
             for conn in _mp_wait(list(waiting), timeout=wait_s):
-                i = waiting[conn]
-                w = self.slots[i]
-                assert w is not None
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    msg = None
-                if msg is None:  # the worker died (crash, OOM kill)
-                    if not w.ready:
-                        self.start_failures += 1
-                        if self.start_failures >= 3:
-                            self.fatal = f"worker process exits at start-up (exit status {w.proc.poll()})"
-                    if i in busy:
-                        idx, _ = busy.pop(i)
-                        results[idx] = ("error", False, "verifier worker died")
-                    w.kill()
-                    self.slots[i] = None
-                    continue
-                if not w.ready:
-                    if msg[0] == "ready":
-                        w.ready = True
-                        self.start_failures = 0
-                    else:
-                        self.fatal = str(msg[1])
-                        w.kill()
-                        self.slots[i] = None
-                    continue
-                idx, ok, reason = msg
-                busy.pop(i, None)
-                if ok is None:
-                    results[idx] = ("error", False, reason)
-                else:
-                    results[idx] = ("correct" if ok else "wrong", bool(ok), reason)
-            now = time.monotonic()
-            for i, (idx, dl) in list(busy.items()):
-                if now >= dl:
-                    results[idx] = ("timeout", False, f"verification exceeded {timeout:g}s")
-                    busy.pop(i)
-                    w = self.slots[i]
-                    if w is not None:
-                        w.kill()
-                    self.slots[i] = None
-            for i, w in enumerate(self.slots):
-                if w is not None and not w.ready and now - w.started > _WORKER_START_TIMEOUT_S:
-                    w.kill()
-                    self.slots[i] = None
-                    self.fatal = "worker did not start in time"
+                self._receive(waiting[conn], busy, results)
+            self._expire(busy, results, timeout)
         return results
+
+    def _dispatch(self, todo: deque, busy: dict[int, tuple[int, float]], wanted: int, timeout: float) -> None:
+        """Keep enough workers alive; hand the next items to the idle ready ones."""
+        for i in range(wanted):
+            if self.slots[i] is None and todo and self.fatal is None:
+                self.slots[i] = _Worker()
+        now = time.monotonic()
+        for i, w in enumerate(self.slots):
+            if w is not None and w.ready and i not in busy and todo:
+                item = todo.popleft()
+                try:
+                    w.conn.send(item)
+                except (OSError, ValueError):
+                    todo.appendleft(item)
+                    w.kill()
+                    self.slots[i] = None
+                    continue
+                busy[i] = (item[0], now + timeout)
+
+    def _receive(self, i: int, busy: dict[int, tuple[int, float]], results: dict[int, tuple[str, bool, str]]) -> None:
+        """Take one message from slot ``i``'s worker: its start-up report, a verdict, or its death."""
+        w = self.slots[i]
+        assert w is not None
+        try:
+            msg = w.conn.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg is None:  # the worker died (crash, OOM kill)
+            if not w.ready:
+                self.start_failures += 1
+                if self.start_failures >= 3:
+                    self.fatal = f"worker process exits at start-up (exit status {w.proc.poll()})"
+            if i in busy:
+                idx, _ = busy.pop(i)
+                results[idx] = ("error", False, "verifier worker died")
+            w.kill()
+            self.slots[i] = None
+            return
+        if not w.ready:
+            if msg[0] == "ready":
+                w.ready = True
+                self.start_failures = 0
+            else:
+                self.fatal = str(msg[1])
+                w.kill()
+                self.slots[i] = None
+            return
+        idx, ok, reason = msg
+        busy.pop(i, None)
+        if ok is None:
+            results[idx] = ("error", False, reason)
+        else:
+            results[idx] = ("correct" if ok else "wrong", bool(ok), reason)
+
+    def _expire(self, busy: dict[int, tuple[int, float]], results: dict[int, tuple[str, bool, str]],
+                timeout: float) -> None:
+        """Kill the workers whose item overran ``timeout`` and those that did not start in time."""
+        now = time.monotonic()
+        for i, (idx, dl) in list(busy.items()):
+            if now >= dl:
+                results[idx] = ("timeout", False, f"verification exceeded {timeout:g}s")
+                busy.pop(i)
+                w = self.slots[i]
+                if w is not None:
+                    w.kill()
+                self.slots[i] = None
+        for i, w in enumerate(self.slots):
+            if w is not None and not w.ready and now - w.started > _WORKER_START_TIMEOUT_S:
+                w.kill()
+                self.slots[i] = None
+                self.fatal = "worker did not start in time"
 
 
 _pool: _MathPool | None = None

@@ -77,6 +77,9 @@ LAYER_DESCRIPTIONS: dict[str, str] = {
     "and other processes are reachable",
 }
 STATUSES: tuple[str, ...] = ("passed", "failed", "error", "timeout", "syntax_error")
+# compile() can raise more than SyntaxError on model-written source (ValueError for null bytes on older
+# Pythons, RecursionError or MemoryError for nesting too deep for the parser); each means "does not compile".
+COMPILE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError)
 
 DEFAULT_OUTPUT_CAP = 64 * 1024
 DEFAULT_MAX_PROCS = 64
@@ -679,25 +682,57 @@ def _run(
     file_size_mb: int,
 ) -> SandboxResult:
     t0 = time.monotonic()
+    early, plan = _compile_checks(code, tests, layer, output_cap, t0)
+    if early is not None:
+        return early
+    marker = "FUSEKIT-" + secrets.token_hex(16)
+    rc, timed_out, out, err = _execute(
+        code, tests, plan, marker, timeout=timeout, memory_mb=memory_mb, layer=layer, python=python or default_python(),
+        stdin=stdin, output_cap=output_cap, max_procs=max_procs, file_size_mb=file_size_mb,
+    )  # fmt: skip
+    return _verdict(rc, timed_out, out, err, plan=plan, marker=marker, layer=layer, output_cap=output_cap,
+                    duration=time.monotonic() - t0)  # fmt: skip
+
+
+def _compile_checks(
+    code: str, tests: str | None, layer: str, output_cap: int, t0: float
+) -> tuple[SandboxResult | None, _Plan | None]:
+    """(the result, when the code or the tests do not compile; the test plan otherwise)."""
     try:
         compile(code, "solution.py", "exec")
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as e:
+    except COMPILE_ERRORS as e:
         return SandboxResult(
             "syntax_error",
             duration_s=time.monotonic() - t0,
             isolation=layer,
             stderr_tail=f"{type(e).__name__}: {e}"[-output_cap:],
             reason="code does not compile",
-        )
-    plan = None
-    if tests is not None:
-        try:
-            plan = plan_tests(tests)
-        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as e:
-            return SandboxResult("error", duration_s=time.monotonic() - t0, isolation=layer,
-                                 stderr_tail=f"{type(e).__name__}: {e}", reason="tests do not compile")  # fmt: skip
+        ), None
+    if tests is None:
+        return None, None
+    try:
+        return None, plan_tests(tests)
+    except COMPILE_ERRORS as e:
+        return SandboxResult("error", duration_s=time.monotonic() - t0, isolation=layer,
+                             stderr_tail=f"{type(e).__name__}: {e}", reason="tests do not compile"), None  # fmt: skip
 
-    python = python or default_python()
+
+def _execute(
+    code: str,
+    tests: str | None,
+    plan: _Plan | None,
+    marker: str,
+    *,
+    timeout: float,
+    memory_mb: int,
+    layer: str,
+    python: str,
+    stdin: str | None,
+    output_cap: int,
+    max_procs: int,
+    file_size_mb: int,
+) -> tuple[int | None, bool, _Tail, _Tail]:
+    """Write the program into a fresh work folder, run it under ``layer`` and clean up after it."""
     uid = fd = work = None
     try:
         if _is_root():
@@ -706,7 +741,6 @@ def _run(
         if uid is not None:
             os.chown(work, uid, uid)
         os.chmod(work, 0o700)
-        marker = "FUSEKIT-" + secrets.token_hex(16)
         if plan is None:
             script = os.path.join(work, "main.py")
             _write(script, code, uid)
@@ -733,8 +767,8 @@ def _run(
             stdin_f = open(path, "rb")  # noqa: SIM115 - closed below
         try:
             popen_user = uid if uid is not None and layer != "unshare" and not shutil.which("setpriv") else None
-            rc, timed_out, out, err = _drive(cmd, env=env, cwd=work, stdin=stdin_f, timeout=timeout, cap=output_cap,
-                                             uid=uid, layer=layer, popen_user=popen_user)  # fmt: skip
+            return _drive(cmd, env=env, cwd=work, stdin=stdin_f, timeout=timeout, cap=output_cap,
+                          uid=uid, layer=layer, popen_user=popen_user)  # fmt: skip
         finally:
             if stdin_f is not None:
                 stdin_f.close()
@@ -744,7 +778,20 @@ def _run(
         if fd is not None:
             _LEASES.release(fd)
 
-    duration = time.monotonic() - t0
+
+def _verdict(
+    rc: int | None,
+    timed_out: bool,
+    out: _Tail,
+    err: _Tail,
+    *,
+    plan: _Plan | None,
+    marker: str,
+    layer: str,
+    output_cap: int,
+    duration: float,
+) -> SandboxResult:
+    """The result of a finished run: its status from the exit, the limits hit and the harness' summary line."""
     stdout, stderr = out.text(), err.text()
     res = SandboxResult("error", duration_s=round(duration, 4), returncode=rc, isolation=layer,
                         tests_total=plan.total if plan else 0)  # fmt: skip
@@ -792,6 +839,39 @@ def _exited(pid: int) -> bool:
     return info is not None
 
 
+def _read_ready(sel: selectors.BaseSelector, wait_s: float) -> None:
+    """Read what the ready pipes hold into their tails; a pipe that reads empty has closed."""
+    for key, _ in sel.select(wait_s):
+        try:
+            data = os.read(key.fd, 65536)
+        except OSError:
+            data = b""
+        if data:
+            key.data.add(data)
+        else:
+            sel.unregister(key.fd)
+
+
+def _read_until_exit(
+    sel: selectors.BaseSelector, proc: subprocess.Popen, deadline: float, uid: int | None, layer: str
+) -> bool:
+    """Read both pipes until they close (or stay open after the exit); True when the deadline came first."""
+    exited_at: float | None = None
+    while sel.get_map():
+        now = time.monotonic()
+        if now >= deadline:
+            return not _exited(proc.pid)
+        if exited_at is None and _exited(proc.pid):
+            exited_at = now
+            _kill_group(proc.pid)
+            if uid is not None and layer == "none":
+                kill_uid(uid)
+        if exited_at is not None and now - exited_at > 0.2:
+            break  # something detached still holds the pipes: stop reading
+        _read_ready(sel, min(0.05, deadline - now))
+    return False
+
+
 def _drive(
     cmd: list[str],
     *,
@@ -805,8 +885,7 @@ def _drive(
     popen_user: int | None = None,
 ) -> tuple[int | None, bool, _Tail, _Tail]:
     out, err = _Tail(cap), _Tail(cap)
-    start = time.monotonic()
-    deadline = start + timeout
+    deadline = time.monotonic() + timeout
     proc = subprocess.Popen(
         cmd,
         stdin=stdin if stdin is not None else subprocess.DEVNULL,
@@ -822,30 +901,8 @@ def _drive(
     assert proc.stdout is not None and proc.stderr is not None
     sel.register(proc.stdout.fileno(), selectors.EVENT_READ, out)
     sel.register(proc.stderr.fileno(), selectors.EVENT_READ, err)
-    timed_out = False
-    exited_at: float | None = None
     try:
-        while sel.get_map():
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = not _exited(proc.pid)
-                break
-            if exited_at is None and _exited(proc.pid):
-                exited_at = now
-                _kill_group(proc.pid)
-                if uid is not None and layer == "none":
-                    kill_uid(uid)
-            if exited_at is not None and now - exited_at > 0.2:
-                break  # something detached still holds the pipes: stop reading
-            for key, _ in sel.select(min(0.05, deadline - now)):
-                try:
-                    data = os.read(key.fd, 65536)
-                except OSError:
-                    data = b""
-                if data:
-                    key.data.add(data)
-                else:
-                    sel.unregister(key.fd)
+        timed_out = _read_until_exit(sel, proc, deadline, uid, layer)
         # Both pipes closed (or we stopped waiting): wait for the launcher itself.
         while not timed_out and not _exited(proc.pid):
             if time.monotonic() >= deadline:
@@ -860,15 +917,7 @@ def _drive(
         # Drain what is left for a short moment (killed processes close their pipes).
         drain_end = time.monotonic() + (_KILL_GRACE_S if timed_out else 0.2)
         while sel.get_map() and time.monotonic() < drain_end:
-            for key, _ in sel.select(0.05):
-                try:
-                    data = os.read(key.fd, 65536)
-                except OSError:
-                    data = b""
-                if data:
-                    key.data.add(data)
-                else:
-                    sel.unregister(key.fd)
+            _read_ready(sel, 0.05)
         try:
             rc = proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
