@@ -84,14 +84,22 @@ def iso_layer(request):
 
 
 def test_passing_tests(layer):
-    r = run_python("def add(a, b):\n    return a + b\n", tests="assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0\n", isolation=layer)
+    r = run_python(
+        "def add(a, b):\n    return a + b\n",
+        tests="assert add(1, 2) == 3\nassert add(0, 0) == 0\nassert add(-1, 1) == 0\n",
+        isolation=layer,
+    )
     assert (r.status, r.tests_passed, r.tests_total) == ("passed", 3, 3), r
     assert r.isolation == layer and r.duration_s < 5
     assert json.loads(r.to_json())["status"] == "passed"
 
 
 def test_failing_assert(layer):
-    r = run_python("def add(a, b):\n    return a + b\n", tests="assert add(1, 2) == 3\nassert add(2, 2) == 5\nassert add(0, 1) == 1\n", isolation=layer)
+    r = run_python(
+        "def add(a, b):\n    return a + b\n",
+        tests="assert add(1, 2) == 3\nassert add(2, 2) == 5\nassert add(0, 1) == 1\n",
+        isolation=layer,
+    )
     assert (r.status, r.tests_passed, r.tests_total) == ("failed", 2, 3), r
     assert "assert add(2, 2) == 5" in r.stderr_tail and "AssertionError" in r.stderr_tail
 
@@ -127,7 +135,10 @@ def test_solution_main_block_does_not_run_but_tests_main_block_does():
 
 
 def test_forged_summary_and_early_exit_are_not_trusted():
-    forged = run_python("print('FUSEKIT-' + '0' * 32 + ' 3 3')\ndef f():\n    return 0\n", tests="assert f() == 1\nassert f() == 2\nassert f() == 3\n")
+    forged = run_python(
+        "print('FUSEKIT-' + '0' * 32 + ' 3 3')\ndef f():\n    return 0\n",
+        tests="assert f() == 1\nassert f() == 2\nassert f() == 3\n",
+    )
     assert (forged.status, forged.tests_passed, forged.tests_total) == ("failed", 0, 3)
     early = run_python("import os\nos._exit(0)\n", tests="assert False\n")
     assert early.status == "error" and early.tests_passed == 0
@@ -142,16 +153,27 @@ def test_plan_tests_counting():
     assert plan_tests("import math\nassert 1\nx = 2\nassert x\n").total == 2
     humaneval = "def check(candidate):\n    assert candidate(1) == 2\n\ncheck(f)\n"
     assert plan_tests(humaneval).total == 1
-    pyt = "def helper(x):\n    return x\n\ndef test_a():\n    assert helper(1)\n\ndef test_b(tmp=1):\n    assert helper(tmp)\n"
+    pyt = (
+        "def helper(x):\n    return x\n\n"
+        "def test_a():\n    assert helper(1)\n\n"
+        "def test_b(tmp=1):\n    assert helper(tmp)\n"
+    )
     assert plan_tests(pyt).total == 2
     assert plan_tests("print('no asserts')\n").total == 1  # a call statement counts
     assert plan_tests("x = 1\n").total == 1  # nothing countable: the whole code is one test
-    r = run_python("def f(x):\n    return x + 1\n", tests=pyt.replace("helper(", "f(").replace("def f(x):\n    return x\n\n", ""))
+    r = run_python(
+        "def f(x):\n    return x + 1\n",
+        tests=pyt.replace("helper(", "f(").replace("def f(x):\n    return x\n\n", ""),
+    )
     assert r.status == "passed" and r.tests_total == 2
 
 
 def test_minimal_env_and_private_work_dir(layer):
-    code = "import os, json\nprint(json.dumps({'env': sorted(os.environ), 'cwd': os.getcwd(), 'home': os.environ.get('HOME'), 'uid': os.getuid(), 'files': os.listdir('.')}))\n"
+    code = (
+        "import os, json\n"
+        "print(json.dumps({'env': sorted(os.environ), 'cwd': os.getcwd(), 'home': os.environ.get('HOME'),"
+        " 'uid': os.getuid(), 'files': os.listdir('.')}))\n"
+    )
     r = run_python(code, isolation=layer)
     assert r.status == "passed", r
     info = json.loads(r.stdout_tail.strip().splitlines()[-1])
@@ -195,7 +217,9 @@ def test_isolation_reporting_and_forcing(monkeypatch, caplog):
 def test_missing_bwrap_falls_back(monkeypatch):
     """Without bubblewrap on PATH the auto choice is the unshare/userns fallback, and it works."""
     real_which = shutil.which
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name, *a, **k: None if name == "bwrap" else real_which(name, *a, **k))
+    monkeypatch.setattr(
+        sandbox.shutil, "which", lambda name, *a, **k: None if name == "bwrap" else real_which(name, *a, **k)
+    )
     monkeypatch.setattr(sandbox, "_layer_ok", {})
     monkeypatch.setattr(sandbox, "_auto_layer", None)
     monkeypatch.delenv("FUSEKIT_SANDBOX", raising=False)
@@ -212,12 +236,17 @@ def test_without_setpriv_and_prlimit(monkeypatch):
     """Without util-linux's setpriv/prlimit: uid drop via Popen(user=), rlimits via an exec wrapper."""
     real_which = shutil.which
     hidden = {"setpriv", "prlimit"}
-    monkeypatch.setattr(sandbox.shutil, "which", lambda name, *a, **k: None if name in hidden else real_which(name, *a, **k))
+    monkeypatch.setattr(
+        sandbox.shutil, "which", lambda name, *a, **k: None if name in hidden else real_which(name, *a, **k)
+    )
     monkeypatch.setattr(sandbox, "_layer_ok", {})
     monkeypatch.setattr(sandbox, "_auto_layer", None)
     layers = sandbox.available_layers()
     assert "none" in layers and "unshare" not in layers
-    probe = "import os, resource\nprint(os.getuid(), resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_AS)[0])\n"
+    probe = (
+        "import os, resource\n"
+        "print(os.getuid(), resource.getrlimit(resource.RLIMIT_NPROC)[0], resource.getrlimit(resource.RLIMIT_AS)[0])\n"
+    )
     for layer in layers:
         r = run_python("def f():\n    return 1\n", tests="assert f() == 1\nassert f() == 2\n", isolation=layer)
         assert (r.status, r.tests_passed, r.tests_total) == ("failed", 1, 2), (layer, r)
@@ -314,7 +343,11 @@ def test_memory_hog(layer):
 
 
 def test_huge_output(layer):
-    code = "import sys\nfor _ in range(40):\n    sys.stdout.write('y' * (1 << 20))\n    sys.stderr.write('z' * (1 << 18))\nprint('END')\n"
+    code = (
+        "import sys\nfor _ in range(40):\n"
+        "    sys.stdout.write('y' * (1 << 20))\n    sys.stderr.write('z' * (1 << 18))\n"
+        "print('END')\n"
+    )
     t = time.monotonic()
     r = run_python(code, timeout=20, isolation=layer, output_cap=64 * 1024)
     assert r.status == "passed", r.reason
@@ -356,7 +389,8 @@ def test_write_outside_work_dir(iso_layer, tmp_path):
 def test_parent_secret_env(layer, monkeypatch):
     secret = "s3cr3t-" + secrets.token_hex(12)
     monkeypatch.setenv("FUSEKIT_TEST_SECRET", secret)
-    holder = subprocess.Popen(["sleep", "30"], env={**os.environ})  # a process that has the secret in /proc/<pid>/environ
+    # A process that has the secret in /proc/<pid>/environ.
+    holder = subprocess.Popen(["sleep", "30"], env={**os.environ})
     try:
         snoop = textwrap.dedent("""
             import os
@@ -370,7 +404,9 @@ def test_parent_secret_env(layer, monkeypatch):
                 found += [e.decode(errors="replace") for e in data.split(b"\\0") if b"FUSEKIT_TEST_SECRET" in e]
             print("FOUND", found)
         """)
-        control = subprocess.run([sys.executable, "-c", snoop], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"})
+        control = subprocess.run(
+            [sys.executable, "-c", snoop], capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"}
+        )
         if IS_ROOT:  # positive control: unsandboxed, the secret is readable
             assert secret in control.stdout
         r = run_python(snoop, isolation=layer)
@@ -424,7 +460,12 @@ def test_network_to_local_listener(iso_layer):
 
 
 def test_kill_parent(layer):
-    code = "import os, time\ntry:\n    os.kill(os.getppid(), 9)\n    print('signalled', os.getppid())\nexcept OSError as e:\n    print('refused', e)\ntime.sleep(0.3)\nprint('still here')\n"
+    code = (
+        "import os, time\n"
+        "try:\n    os.kill(os.getppid(), 9)\n    print('signalled', os.getppid())\n"
+        "except OSError as e:\n    print('refused', e)\n"
+        "time.sleep(0.3)\nprint('still here')\n"
+    )
     t = time.monotonic()
     r = run_python(code, timeout=5, isolation=layer)
     assert r.status in ("passed", "error"), r  # bwrap's init dies with it; elsewhere the kill is refused/ignored
@@ -465,7 +506,10 @@ def test_daemon_does_not_outlive_run(layer):
 def test_stray_detector_control():
     """Positive control for the checks above: unsandboxed, a setsid daemon does survive."""
     tok = _token()
-    code = TAG + f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    _tag('{tok}')\n    time.sleep(20)\n    os._exit(0)\n"
+    code = TAG + (
+        f"import os, time\nif os.fork() == 0:\n    os.setsid()\n    _tag('{tok}')\n"
+        "    time.sleep(20)\n    os._exit(0)\n"
+    )
     subprocess.run([sys.executable, "-c", code], timeout=10, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 2
     while not _comm_procs(tok) and time.monotonic() < deadline:
@@ -479,7 +523,10 @@ def test_stray_detector_control():
 # --------------------------------------------------------------------------- non-root path
 
 
-@pytest.mark.skipif(not IS_ROOT or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"), reason="needs root, setpriv and /usr/bin/python3")
+@pytest.mark.skipif(
+    not IS_ROOT or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+    reason="needs root, setpriv and /usr/bin/python3",
+)
 def test_unprivileged_caller():
     """The module driven by an unprivileged user (uid 65534) picks a namespace layer and isolates."""
     import pathlib
@@ -504,8 +551,16 @@ def _unprivileged_caller(tmp_path):
         out = {{"layers": sbx.available_layers(), "auto": sbx.sandbox_isolation()}}
         res = {{}}
         for layer in out["layers"]:
-            r = sbx.run_python("def f():\\n    return 2\\n", tests="assert f() == 2\\nassert f() == 3\\nassert f()\\n", isolation=layer)
-            n = sbx.run_python("import socket\\ntry:\\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\\nexcept OSError as e:\\n    print(e.errno)\\n", isolation=layer)
+            r = sbx.run_python(
+                "def f():\\n    return 2\\n",
+                tests="assert f() == 2\\nassert f() == 3\\nassert f()\\n",
+                isolation=layer,
+            )
+            n = sbx.run_python(
+                "import socket\\ntry:\\n    socket.create_connection(('127.0.0.1', 9), timeout=1)\\n"
+                "except OSError as e:\\n    print(e.errno)\\n",
+                isolation=layer,
+            )
             t = sbx.run_python("while True: pass", timeout=0.5, isolation=layer)
             res[layer] = [r.status, r.tests_passed, r.tests_total, n.stdout_tail.strip(), t.status]
         out["res"] = res

@@ -1,6 +1,6 @@
 """Hand-computed checks for evals.scoring (AlpacaEval 2, Arena-Hard, MT-Bench).
 
-Expected numbers are worked out in the comments from the formulas in shared/reference/evals.md and
+Expected numbers are worked out in the comments from the formulas in docs/evals.md and
 written with ``math`` only, never by calling the code under test a second way.
 """
 
@@ -84,7 +84,12 @@ def _difficulty_case():
     """20 equal-length pairs whose preference follows the GLM exactly: p - 1 = σ(0.5 + d)."""
     d = [-2.0 + 4.0 * i / 19 for i in range(20)]
     ann = [
-        {"instruction": f"question {i}", "output_1": "x" * 50, "output_2": "y" * 50, "preference": 1 + sigmoid(0.5 + d[i])}
+        {
+            "instruction": f"question {i}",
+            "output_1": "x" * 50,
+            "output_2": "y" * 50,
+            "preference": 1 + sigmoid(0.5 + d[i]),
+        }
         for i in range(20)
     ]
     difficulty = {f"question {i}": d[i] for i in range(20)}

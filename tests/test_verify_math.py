@@ -92,14 +92,16 @@ def test_wrong_and_odd_answers():
         ("\\boxed{4}", "   "),
     ]
     rs = verify_math_batch(items)
-    assert [(r.label, r.correct) for r in rs] == [("wrong", False)] * 5 + [("no_answer", False)] + [("error", False)] * 2
+    expected = [("wrong", False)] * 5 + [("no_answer", False)] + [("error", False)] * 2
+    assert [(r.label, r.correct) for r in rs] == expected
     assert rs[4].reason == "multiple_boxed" and rs[4].extracted == "5"
     assert rs[6].reason == "no gold answer" and rs[6].extracted == "4"
     assert all(isinstance(r, MathResult) for r in rs)
 
 
 def test_repeated_identical_boxed_answer_is_fine():
-    assert _labels([("\\boxed{7}. Again: \\boxed{7}", "7"), ("\\boxed{\\frac12} i.e. \\boxed{0.5}", "1/2")]) == [("correct", True)] * 2
+    items = [("\\boxed{7}. Again: \\boxed{7}", "7"), ("\\boxed{\\frac12} i.e. \\boxed{0.5}", "1/2")]
+    assert _labels(items) == [("correct", True)] * 2
 
 
 def test_fast_path_batch_starts_no_worker():
