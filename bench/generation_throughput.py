@@ -4,7 +4,7 @@ overhead of `fusedata build` over the bare engine call on the same work.
     .venv/bin/python bench/generation_throughput.py [--prompts 8] [--max-tokens 64]
 
 Greedy decoding, so every path generates the same tokens for the same prompts. The build
-path runs `fusedata.generate.generate` (prompt loading, run-store writes, progress bars)
+path runs the build's sources and generate stages (prompt loading, run-store writes, progress bars)
 around the same already-loaded engine; its tokens/s divided by the bare engine's is the
 overhead ratio (goal ≥ 0.95). Results also go to bench/out/generation_throughput.json.
 """
@@ -26,8 +26,10 @@ from rich.console import Console
 from rich.table import Table
 
 from fusedata import models, recipe
+from fusedata.endpoint import EndpointSettings
 from fusedata.engines import EngineConfig, GenRequest, make_engine
-from fusedata.generate import batches, collect_prompts, generate
+from fusedata.generate import batches, collect_prompts, generate_for
+from fusedata.pipeline import sources_stage
 from fusedata.store import RunStore
 
 
@@ -57,7 +59,8 @@ def through_build(engine, rec: recipe.Recipe) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as d, RunStore(d) as store:
         rec = dataclasses.replace(rec, out=d)
         t0 = time.perf_counter()
-        generate(rec, store, Console(file=open(os.devnull, "w")), engine_factory=lambda cfg: Preloaded(engine))
+        generate_for(rec.models, sources_stage(rec, store), store, Console(file=open(os.devnull, "w")),
+                     engine_factory=lambda cfg: Preloaded(engine))
         secs = time.perf_counter() - t0
         return int(store.response_stats()[rec.models[0].name]["output_tokens"]), secs
 
@@ -113,17 +116,18 @@ def main() -> None:
 
     server = start_server(args.port)
     try:
-        cfg = EngineConfig(name="smollm2-135m", model="smollm2-135m", engine="openai",
-                           base_url=f"http://127.0.0.1:{args.port}/v1", concurrency=4)
+        endpoint = EndpointSettings(f"http://127.0.0.1:{args.port}/v1", "smollm2-135m", concurrency=4)
+        cfg = EngineConfig(name="smollm2-135m", model="smollm2-135m", engine="openai", endpoint=endpoint)
         oa = make_engine(cfg)
         bare(oa, prompts[:2], sp, args.batch_size)
-        rows.append(("openai engine → llama.cpp server", *bare(oa, prompts, sp, 4 * cfg.concurrency)))
+        rows.append(("openai engine → llama.cpp server", *bare(oa, prompts, sp, cfg.chunk_size)))
         oa.close()
     finally:
         server.terminate()
         server.wait(timeout=10)
 
-    t = Table(title=f"generation throughput — SmolLM2-135M, {len(prompts)} prompts × {args.max_tokens} tokens max, greedy")
+    t = Table(title=f"generation throughput — SmolLM2-135M, {len(prompts)} prompts × {args.max_tokens} tokens max, "
+                    "greedy")
     for c in ("path", "output tokens", "seconds", "tokens/s"):
         t.add_column(c, justify="left" if c == "path" else "right")
     result = {}
@@ -134,7 +138,8 @@ def main() -> None:
     console.print(t)
     overhead = (best_build[0] / best_build[1]) / (best_bare[0] / best_bare[1])
     result["build_over_bare_ratio"] = round(overhead, 3)
-    result["openai_over_transformers_ratio"] = round(result[rows[2][0]]["tokens_per_s"] / result[rows[0][0]]["tokens_per_s"], 3)
+    openai_tps, hf_tps = result[rows[2][0]]["tokens_per_s"], result[rows[0][0]]["tokens_per_s"]
+    result["openai_over_transformers_ratio"] = round(openai_tps / hf_tps, 3)
     console.print(f"fusedata build / bare engine tokens/s: [bold]{overhead:.3f}[/] (goal ≥ 0.95)")
     console.print(f"llama.cpp server / transformers tokens/s: {result['openai_over_transformers_ratio']:.2f}")
     out = Path(__file__).parent / "out"

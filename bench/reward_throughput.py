@@ -21,8 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from fusedata import models
+from fusedata.engines.hf import default_device
 from fusedata.rewards import validate_spec
-from fusedata.rewards.seqcls import SeqClsReward, default_device
+from fusedata.rewards.seqcls import SeqClsReward
 
 DATA = Path(__file__).resolve().parent.parent / "fusedata" / "data"
 SENTENCES = [
@@ -98,7 +99,8 @@ def main() -> None:
     ]
     console = Console()
     table = Table(title=f"seqcls reward throughput — SmolLM2-135M backbone, {n} items, "
-                        f"{lengths[-1]}–{lengths[0]} tokens (total {n_tokens}), {device}, torch threads {torch.get_num_threads()}")
+                        f"{lengths[-1]}–{lengths[0]} tokens (total {n_tokens}), {device}, "
+                        f"torch threads {torch.get_num_threads()}")
     for col in ("mode", "batch", "seconds", "items/s", "tokens/s", "speed-up"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for mode, bs, secs, ips, tps, ratio in rows:
@@ -111,7 +113,8 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
-            "items": n, "batch_size": args.batch_size, "tokens": n_tokens, "device": device, "threads": torch.get_num_threads(),
+            "items": n, "batch_size": args.batch_size, "tokens": n_tokens, "device": device,
+            "threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "one_by_one_s": best_s, "batched_s": best_b, "ratio": best_s / best_b, "max_abs_diff": max_diff,
         }, indent=2))

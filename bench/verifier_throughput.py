@@ -44,13 +44,15 @@ def math_items(n: int, seed: int = 0) -> list[tuple[str, str | None]]:
         gold_int = rng.randint(1, 5000)
         if kind < 0.35:  # GSM8K style, mostly right
             ans = gold_int if rng.random() < 0.7 else gold_int + rng.randint(1, 9)
-            items.append((f"She has {rng.randint(2, 9)} boxes of {rng.randint(2, 30)} pens ... so {ans} in total.\n#### {ans}", str(gold_int)))
+            text = f"She has {rng.randint(2, 9)} boxes of {rng.randint(2, 30)} pens ... so {ans} in total.\n#### {ans}"
+            items.append((text, str(gold_int)))
         elif kind < 0.6:  # MATH style boxed integer / fraction / decimal
             p, q = rng.randint(1, 9), rng.randint(2, 12)
             choice = rng.choice([(f"\\frac{{{p}}}{{{q}}}", f"{p}/{q}"), (f"{p / q:.6f}", f"\\frac{{{p}}}{{{q}}}"),
                                  (f"{gold_int:,}", str(gold_int)), (str(gold_int), str(gold_int + 1)),
                                  (f"{p * 10}\\%", f"{p / 10}")])  # fmt: skip
-            items.append((f"Let us compute step by step.\n... Therefore the answer is $\\boxed{{{choice[0]}}}$.", choice[1]))
+            text = f"Let us compute step by step.\n... Therefore the answer is $\\boxed{{{choice[0]}}}$."
+            items.append((text, choice[1]))
         elif kind < 0.85:  # needs sympy
             a, g = latex()
             items.append((f"Simplifying, we find the result \\boxed{{{a}}}.", g))
@@ -67,7 +69,8 @@ def code_items(n: int) -> list[tuple[str, str]]:
     items = []
     for i in range(n):
         body = f"def solve(xs):\n    return sorted(xs)[:{i % 5 + 1}]\n"
-        tests = "\n".join(f"assert solve({list(range(k + 8, 0, -1))}) == {list(range(1, min(i % 5 + 1, k + 8) + 1))}" for k in range(3))
+        want = [list(range(1, min(i % 5 + 1, k + 8) + 1)) for k in range(3)]
+        tests = "\n".join(f"assert solve({list(range(k + 8, 0, -1))}) == {want[k]}" for k in range(3))
         if i % 7 == 0:
             body = body.replace("sorted(xs)", "xs")  # some fail
         items.append((f"Here is my solution:\n```python\n{body}```\n", tests))
@@ -95,14 +98,17 @@ def main() -> None:
     labels: dict[str, int] = {}
     for r in rs:
         labels[r.label] = labels.get(r.label, 0) + 1
-    rows.append(("math verifications/s, cold pool", f"{len(items) / cold:,.0f}", f"{len(items)} items in {cold:.2f}s (incl. worker start)"))
-    rows.append(("math verifications/s, warm pool", f"{len(items) / warm:,.0f}", f"{len(items)} items in {warm:.2f}s; goal >= 200"))
-    rows.append(("math: decided by fast path", f"{fast}/{len(items)}", " ".join(f"{k}={v}" for k, v in sorted(labels.items()))))
+    n = len(items)
+    rows.append(("math verifications/s, cold pool", f"{n / cold:,.0f}",
+                 f"{n} items in {cold:.2f}s (incl. worker start)"))
+    rows.append(("math verifications/s, warm pool", f"{n / warm:,.0f}", f"{n} items in {warm:.2f}s; goal >= 200"))
+    rows.append(("math: decided by fast path", f"{fast}/{n}", " ".join(f"{k}={v}" for k, v in sorted(labels.items()))))
     slow = [(t_, g) for t_, g in math_items(args.math, seed=1) if vm._precheck(t_, g)[0] is None]
     t = time.perf_counter()
     vm.verify_math_batch(slow, workers=workers)
     dt = time.perf_counter() - t
-    rows.append(("math verifications/s, sympy path only", f"{len(slow) / dt:,.0f}", f"{len(slow)} fresh items needing math-verify, warm pool"))
+    rows.append(("math verifications/s, sympy path only", f"{len(slow) / dt:,.0f}",
+                 f"{len(slow)} fresh items needing math-verify, warm pool"))
     vm.close_math_pool()
 
     auto = sandbox.sandbox_isolation()
@@ -114,7 +120,8 @@ def main() -> None:
         dt = time.perf_counter() - t
         ok = sum(r.passed for r in crs)
         tag = " (default)" if layer == auto else ""
-        rows.append((f"code runs/s, {layer}{tag}", f"{len(programs) / dt:,.1f}", f"{len(programs)} programs in {dt:.2f}s, {ok} passed; goal >= 20"))
+        rows.append((f"code runs/s, {layer}{tag}", f"{len(programs) / dt:,.1f}",
+                     f"{len(programs)} programs in {dt:.2f}s, {ok} passed; goal >= 20"))
 
     rows.append(("isolation layer used", auto, sandbox.LAYER_DESCRIPTIONS[auto][:70]))
     rows.append(("workers / cpus", f"{workers} / {os.cpu_count()}", ""))

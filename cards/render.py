@@ -6,7 +6,7 @@ absolute paths and anything that looks like a credential from every value, and t
 rendered text is scrubbed once more as a last line of defence. A card never carries
 a token or a path on the machine that built it.
 
-Licence rule (``data.md`` §10): the outputs of a source model carry that model's
+Licence rule (``docs/data.md#licences``): the outputs of a source model carry that model's
 terms. When every source model is permissively licensed (apache-2.0 / mit) the card
 uses that licence; otherwise it says ``license: other`` and lists each model's terms.
 """

@@ -24,34 +24,27 @@ from .store import EvalStore
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """A model to evaluate. ``name`` labels it in every table; ``model`` is a model reference
-    (``embedded:smollm2-135m``, a folder, a Hub id, a ``.gguf``) or, with ``engine="openai"``,
-    the served model's name."""
+class EvalModel:
+    """A model to evaluate: ``engine`` says how to run it (its ``name`` labels the model in every
+    table; its ``model`` is a model reference, or the served model's name behind ``endpoint``),
+    ``temperature`` / ``max_tokens`` override the bench's decoding for every question."""
 
-    name: str
-    model: str
-    engine: str = "transformers"
-    base_url: str | None = None
-    api_key_env: str | None = None
-    system_prompt: str | None = None
+    engine: EngineConfig
     temperature: float | None = None
     max_tokens: int | None = None
-    batch_size: int = 8
-    concurrency: int = 8
 
-    def engine_config(self) -> EngineConfig:
-        return EngineConfig(
-            name=self.name, model=self.model, engine=self.engine, base_url=self.base_url,
-            api_key_env=self.api_key_env, batch_size=self.batch_size, concurrency=self.concurrency,
-        )
+    @property
+    def name(self) -> str:
+        return self.engine.name
 
     def settings(self, bench: str) -> dict:
         """What determines the answers (not the label, batch size or concurrency)."""
+        e = self.engine
         return {
-            "bench": bench, "model": self.model, "engine": self.engine, "base_url": self.base_url,
-            "system_prompt": self.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens,
-            "weights": weights_fingerprint(self.model) if self.engine != "openai" else None,
+            "bench": bench, "model": e.model, "engine": e.engine,
+            "base_url": e.endpoint.base_url if e.endpoint else None,
+            "system_prompt": e.system_prompt, "temperature": self.temperature, "max_tokens": self.max_tokens,
+            "weights": weights_fingerprint(e.model) if e.engine != "openai" else None,
         }
 
     def settings_hash(self, bench: str) -> str:
@@ -99,28 +92,28 @@ def missing_turns(questions: list[Question], have: dict[tuple[str, int], Answer]
 def generate_answers(
     bench: str,
     questions: list[Question],
-    spec: ModelSpec,
+    model: EvalModel,
     store: EvalStore,
     *,
     on_batch: Callable[[int], None] | None = None,
     engine_factory: Callable[[EngineConfig], object] = make_engine,
 ) -> AnswerReport:
-    """Fill the store with every turn of every question for ``spec``; returns what happened."""
-    h = spec.settings_hash(bench)
-    store.set_model(bench, spec.name, h, {**spec.settings(bench), "name": spec.name})
-    have = store.answers(bench, spec.name, h)
+    """Fill the store with every turn of every question for ``model``; returns what happened."""
+    h = model.settings_hash(bench)
+    store.set_model(bench, model.name, h, {**model.settings(bench), "name": model.name})
+    have = store.answers(bench, model.name, h)
     report = AnswerReport(reused=sum(1 for a in have.values() if a.ok))
     n_turns = max((len(q.turns) for q in questions), default=0)
     if not any(missing_turns(questions, have, t) for t in range(1, n_turns + 1)):
         return report
-    engine = engine_factory(spec.engine_config())
-    size = spec.batch_size if spec.engine != "openai" else max(spec.batch_size, 4 * spec.concurrency)
+    engine = engine_factory(model.engine)
+    size = model.engine.chunk_size
     try:
         for turn in range(1, n_turns + 1):
             todo = missing_turns(questions, have, turn)
             groups: dict[tuple[float, int], list[Question]] = {}
             for q in todo:
-                gs = generation_settings(bench, q, spec.temperature, spec.max_tokens)
+                gs = generation_settings(bench, q, model.temperature, model.max_tokens)
                 groups.setdefault((gs.temperature, gs.max_tokens), []).append(q)
             for (temperature, max_tokens), qs in groups.items():
                 # top_p 1: the benches sample from the full distribution at their temperature.
@@ -130,11 +123,11 @@ def generate_answers(
                     reqs = []
                     for q in chunk:
                         earlier = [have[(q.id, t)].text or "" for t in range(1, turn)]
-                        msgs = turn_messages(q, turn, earlier, spec.system_prompt)
+                        msgs = turn_messages(q, turn, earlier, model.engine.system_prompt)
                         reqs.append(GenRequest(Prompt.make("instruction", bench, msgs), (0,)))
                     responses = engine.generate(reqs, params)
                     answers = [
-                        Answer(bench, q.id, spec.name, h, turn, r.text if r.ok else None,
+                        Answer(bench, q.id, model.name, h, turn, r.text if r.ok else None,
                                None if r.ok else (r.error or "empty response"), r.n_output_tokens,
                                0.0 if math.isnan(r.seconds) else r.seconds)
                         for q, r in zip(chunk, responses)
@@ -151,8 +144,9 @@ def generate_answers(
     return report
 
 
-def count_work(bench: str, questions: list[Question], spec: ModelSpec, store: EvalStore) -> int:
+def count_work(bench: str, questions: list[Question], model: EvalModel, store: EvalStore) -> int:
     """Turns still to generate (an upper bound: later turns wait on earlier ones)."""
-    have = store.answers(bench, spec.name, spec.settings_hash(bench))
-    return sum(1 for q in questions for t in range(1, len(q.turns) + 1) if not ((q.id, t) in have and have[(q.id, t)].ok))
+    have = store.answers(bench, model.name, model.settings_hash(bench))
+    return sum(1 for q in questions for t in range(1, len(q.turns) + 1)
+               if not ((q.id, t) in have and have[(q.id, t)].ok))
 

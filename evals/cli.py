@@ -1,28 +1,47 @@
-"""The ``evals`` command line: ``evals run``, ``evals score``, ``evals benches``, ``evals prompts``."""
+"""The ``evals`` command line: ``evals run [RECIPE] [key=value ...]``, ``evals score``, ``evals benches``,
+``evals prompts``."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fusedata.cli import user_errors
+from fusedata.cli import OneLineErrors, user_errors, version_option
+from fusedata.engines import ENGINES
 from fusedata.errors import FusekitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+from .benches import SOURCES
+from .benches.mt_bench import REFERENCES
+from .records import BENCHES, MODES
+
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
                   help="AlpacaEval 2, Arena-Hard and MT-Bench with any OpenAI-compatible or in-process judge.")
 console = Console(stderr=True)
 
-DEFAULT_MODEL = "embedded:smollm2-135m"
+
+def _choices(name: str, values: Sequence[str]) -> Any:
+    """An Enum of ``values``: typer lists them in --help and offers them to shell completion."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+BenchName = _choices("BenchName", BENCHES)
+EngineName = _choices("EngineName", ENGINES)
+ModeName = _choices("ModeName", MODES)
+SourceName = _choices("SourceName", SOURCES)
+ReferenceName = _choices("ReferenceName", REFERENCES)
 
 
 @app.callback()
-def main() -> None:
+def main(version: Annotated[bool, typer.Option("--version", callback=version_option("evals"), is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
     """evals: answers → judge verdicts → leaderboard scores, resumable and cached."""
     # Our own progress bars say what is happening; per-shard weight-loading bars would drown them.
     from transformers.utils import logging as hf_logging
@@ -30,25 +49,15 @@ def main() -> None:
     hf_logging.disable_progress_bar()
 
 
-def model_specs(models: list[str], engine: str, base_url: Optional[str], api_key_env: Optional[str],
-                system_prompt: Optional[str], temperature: Optional[float], max_tokens: Optional[int],
-                batch_size: int, concurrency: int):
-    """``--model REF`` or ``--model NAME=REF``; a REF's last path part names it by default."""
-    from .answers import ModelSpec
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The flags that were given, as plain recipe values."""
+    plain = {Enum: lambda v: v.value, Path: str}
+    return {k: next((f(v) for t, f in plain.items() if isinstance(v, t)), v) for k, v in values.items()
+            if v is not None}
 
-    if base_url and engine == "transformers":
-        engine = "openai"
-    specs = []
-    for m in models:
-        name, _, ref = m.partition("=") if "=" in m and not m.startswith(("/", ".")) else ("", "", m)
-        ref = ref.strip()
-        if not ref:
-            raise FusekitError(f"--model {m!r}: empty model reference")
-        if not name:
-            name = ref.split(":", 1)[1] if ref.startswith("embedded:") else Path(ref.rstrip("/")).name or ref
-        specs.append(ModelSpec(name.strip(), ref, engine, base_url, api_key_env, system_prompt, temperature,
-                               max_tokens, batch_size, concurrency))
-    return specs
+
+def _opt(help_text: str, *names: str) -> Any:
+    return typer.Option(*names, help=help_text)
 
 
 def _csv(value: Optional[str]) -> Optional[list[str]]:
@@ -58,74 +67,95 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 @app.command()
 @user_errors
 def run(
-    bench: Annotated[str, typer.Option(help="mt-bench | arena-hard-v0.1 | arena-hard-v2.0 | alpaca-eval")],
-    model: Annotated[Optional[list[str]], typer.Option(
-        help="Model to evaluate, REF or NAME=REF (repeatable): embedded:smollm2-135m, a folder, a Hub id, "
-             "a .gguf, or the served name with --base-url.")] = None,
-    judge: Annotated[str, typer.Option(help="Judge: a model reference (in-process), or the served model "
-                                            "name with --judge-base-url.")] = DEFAULT_MODEL,
-    out: Annotated[Path, typer.Option(help="Run directory (store, reports); reuse it to add models.")] = Path("runs/evals"),
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N questions (smoke runs).")] = None,
-    categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
-    engine: Annotated[str, typer.Option(help="Engine for the evaluated models: transformers | vllm | openai.")] = "transformers",
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint serving the evaluated model.")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="Env var with the models' endpoint API key.")] = None,
-    system_prompt: Annotated[Optional[str], typer.Option(help="System prompt for the evaluated models.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Override the bench's generation temperature.")] = None,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Override the bench's max new tokens per answer.")] = None,
-    batch_size: Annotated[int, typer.Option(help="In-process generation batch size.")] = 8,
-    judge_base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the judge.")] = None,
-    judge_api_key_env: Annotated[Optional[str], typer.Option(help="Env var with the judge's API key.")] = None,
-    judge_max_tokens: Annotated[Optional[int], typer.Option(help="Cap the judge's max_tokens (cheap smoke runs; recorded).")] = None,
-    judge_prefill: Annotated[str, typer.Option(help="Start every judge reply with this text, e.g. 'Rating: [[' "
-                                                    "(in-process judges; small models rarely write the verdict "
-                                                    "format unaided; recorded).")] = "",
-    concurrency: Annotated[int, typer.Option(help="Concurrent requests per endpoint.")] = 8,
-    timeout: Annotated[float, typer.Option(help="Seconds per judge request.")] = 300.0,
-    retries: Annotated[int, typer.Option(help="Retries on 429/5xx/timeouts, with exponential backoff.")] = 4,
-    mode: Annotated[str, typer.Option(help="MT-Bench grading: single (1–10) or pairwise (vs --baseline-model).")] = "single",
-    baseline_model: Annotated[Optional[str], typer.Option(help="MT-Bench pairwise: the model name to compare against.")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="Judge prompt name (see `evals prompts`); bench default when omitted.")] = None,
-    source: Annotated[str, typer.Option(help="Bench data: auto (installed package, else Hub) | package | hub.")] = "auto",
-    data_dir: Annotated[Optional[str], typer.Option(help="Folder laid out like the upstream data (arena-hard-v0.1).")] = None,
-    reference: Annotated[str, typer.Option(help="MT-Bench reference answers: gpt-4 | gpt-4-0125-preview (corrected).")] = "gpt-4",
-    prices: Annotated[Optional[str], typer.Option(help="YAML price table {model: {input, output}} in $/1M tokens.")] = None,
-    lc_inputs: Annotated[Optional[str], typer.Option(help="AlpacaEval LC inputs: 'hub' or a folder with "
-                                                          "instruction_difficulty.csv and df_gamed.csv.")] = None,
-    style_control: Annotated[bool, typer.Option(help="Arena-Hard: also report style-controlled scores "
-                                                     "(length + markdown features).")] = False,
+    recipe: Annotated[Optional[str], typer.Argument(
+        metavar="RECIPE", help="Recipe YAML (e.g. recipes/demo/evals.yaml); flags and overrides apply on top.")
+    ] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        metavar="KEY=VALUE", help="Dotted overrides, e.g. limit=8 judge.model=gpt-4.1 models.0.max_tokens=64")
+    ] = None,
+    bench: Annotated[Optional[BenchName], _opt("= bench.")] = None,
+    model: Annotated[Optional[list[str]], _opt(
+        "= models: REF or NAME=REF, repeatable: embedded:smollm2-135m (default), a folder, a Hub id, a .gguf, "
+        "or the served name with --base-url.")] = None,
+    judge: Annotated[Optional[str], _opt(
+        "= judge.model: a model reference (in-process; default embedded:smollm2-135m), or the served name with "
+        "--judge-base-url.")] = None,
+    out: Annotated[Optional[Path], _opt(
+        "= out: the run directory (store, reports; default runs/evals); reuse it to add models.", "--out", "-o")
+    ] = None,
+    limit: Annotated[Optional[int], _opt("= limit: only the first N questions (smoke runs).")] = None,
+    categories: Annotated[Optional[str], _opt("= categories, comma-separated.")] = None,
+    engine: Annotated[Optional[EngineName], _opt(
+        "= models.*.engine (default: openai with --base-url, else transformers).")] = None,
+    base_url: Annotated[Optional[str], _opt("= models.*.base_url: the endpoint serving the models.")] = None,
+    api_key_env: Annotated[Optional[str], _opt("= models.*.api_key_env for served models.")] = None,
+    system_prompt: Annotated[Optional[str], _opt("= models.*.system_prompt.")] = None,
+    temperature: Annotated[Optional[float], _opt("= models.*.temperature: override the bench's.")] = None,
+    max_tokens: Annotated[Optional[int], _opt("= models.*.max_tokens: override the bench's.")] = None,
+    batch_size: Annotated[Optional[int], _opt("= models.*.batch_size (in-process; default 8).")] = None,
+    judge_base_url: Annotated[Optional[str], _opt("= judge.base_url: the judge's endpoint.")] = None,
+    judge_api_key_env: Annotated[Optional[str], _opt("= judge.api_key_env.")] = None,
+    judge_max_tokens: Annotated[Optional[int], _opt(
+        "= judge.max_tokens: cap the judge's budget (cheap smoke runs; recorded).")] = None,
+    judge_prefill: Annotated[Optional[str], _opt(
+        "= judge.prefill: start every judge reply with this, e.g. 'Rating: [[' (in-process judges; recorded).")
+    ] = None,
+    concurrency: Annotated[Optional[int], _opt(
+        "= judge.concurrency and that of every served model (default 8).")] = None,
+    timeout: Annotated[Optional[float], _opt("= judge.timeout: seconds per judge request (default 300).")] = None,
+    retries: Annotated[Optional[int], _opt("= judge.max_retries on 429/5xx/timeouts (default 4).")] = None,
+    mode: Annotated[Optional[ModeName], _opt(
+        "= mode: MT-Bench grading, single (1–10, default) or pairwise against --baseline-model.")] = None,
+    baseline_model: Annotated[Optional[str], _opt("= baseline_model: the MT-Bench pairwise opponent.")] = None,
+    prompt: Annotated[Optional[str], _opt("= prompt: a judge prompt name (`evals prompts`).")] = None,
+    source: Annotated[Optional[SourceName], _opt(
+        "= source of the bench data (default auto: the installed package, else the Hub).")] = None,
+    data_dir: Annotated[Optional[str], _opt("= data_dir: a folder laid out like upstream's data.")] = None,
+    reference: Annotated[Optional[ReferenceName], _opt("= reference: MT-Bench reference answers (default gpt-4).")
+    ] = None,
+    prices: Annotated[Optional[str], _opt("= prices: YAML {model: {input, output}} in $/1M tokens.")] = None,
+    lc_inputs: Annotated[Optional[str], _opt(
+        "= lc_inputs: AlpacaEval LC inputs, 'hub' or a folder with instruction_difficulty.csv and df_gamed.csv.")
+    ] = None,
+    style_control: Annotated[Optional[bool], _opt("= style_control: Arena-Hard style-controlled scores too.")] = None,
 ) -> None:
     """Generate answers, judge them and score them; re-run to continue an interrupted run."""
-    from .judges.client import JudgeSpec
-    from .run import RunConfig
+    from .config import load
     from .run import run as run_bench
 
-    if limit is not None and limit < 1:
-        raise FusekitError("--limit must be at least 1")
-    specs = model_specs(model or [DEFAULT_MODEL], engine, base_url, api_key_env, system_prompt, temperature,
-                        max_tokens, batch_size, concurrency)
-    judge_spec = JudgeSpec(judge, judge_base_url, judge_api_key_env, concurrency, timeout, retries,
-                           max_tokens=judge_max_tokens, prefill=judge_prefill)
-    cfg = RunConfig(bench, specs, judge_spec, out, limit, _csv(categories), source, data_dir, reference, mode,
-                    baseline_model, prompt, prices, lc_inputs, style_control, command=["evals", *sys.argv[1:]])
-    run_bench(cfg, console)
+    if recipe is not None and "=" in recipe and not Path(recipe).exists():
+        recipe, overrides = None, [recipe, *(overrides or [])]
+    flags = _given({
+        "bench": bench, "models": model, "out": out, "limit": limit, "categories": _csv(categories),
+        "mode": mode, "baseline_model": baseline_model, "prompt": prompt, "source": source, "data_dir": data_dir,
+        "reference": reference, "prices": prices, "lc_inputs": lc_inputs, "style_control": style_control,
+        "judge.model": judge, "judge.base_url": judge_base_url, "judge.api_key_env": judge_api_key_env,
+        "judge.max_tokens": judge_max_tokens, "judge.prefill": judge_prefill, "judge.concurrency": concurrency,
+        "judge.timeout": timeout, "judge.max_retries": retries,
+    })
+    model_flags = _given({"engine": engine, "base_url": base_url, "api_key_env": api_key_env,
+                          "system_prompt": system_prompt, "temperature": temperature, "max_tokens": max_tokens,
+                          "batch_size": batch_size, "concurrency": concurrency})
+    cfg = load(recipe, overrides or [], flags, model_flags)
+    run_bench(cfg, console, command=["evals", *sys.argv[1:]])
 
 
 @app.command()
 @user_errors
 def score(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by `evals run`.")],
-    judge: Annotated[Optional[str], typer.Option(help="Score this judge's verdicts (default: the latest judge).")] = None,
-    prices: Annotated[Optional[str], typer.Option(help="YAML price table {model: {input, output}}.")] = None,
-    lc_inputs: Annotated[Optional[str], typer.Option(help="AlpacaEval LC inputs: 'hub' or a folder.")] = None,
-    style_control: Annotated[Optional[bool], typer.Option(help="Arena-Hard style control (default: as the run did).")] = None,
+    judge: Annotated[Optional[str], _opt("Score this judge's verdicts (default: the latest judge).")] = None,
+    prices: Annotated[Optional[str], _opt("YAML price table {model: {input, output}}.")] = None,
+    lc_inputs: Annotated[Optional[str], _opt("AlpacaEval LC inputs: 'hub' or a folder.")] = None,
+    style_control: Annotated[Optional[bool], _opt("Arena-Hard style control (default: as the run did).")] = None,
 ) -> None:
     """Recompute every score and report from the stored judgments, without calling any model."""
     from .pricing import load_prices
     from .run import rescore
-    from .score import ScoreOptions
+    from .score import ScoreOptions, check_lc_inputs
     from .store import DB_NAME, EvalStore
 
+    check_lc_inputs(lc_inputs)
     if not (run_dir / DB_NAME).exists():
         raise FusekitError(f"{run_dir} holds no {DB_NAME}; point at a directory written by `evals run`")
     with EvalStore(run_dir) as store:
@@ -139,7 +169,6 @@ def score(
 def benches() -> None:
     """The benches, their categories and where their data comes from here."""
     from .benches import bench_categories, load_questions
-    from .records import BENCHES
 
     table = Table("bench", "categories", "questions", "data")
     for b in BENCHES:

@@ -9,17 +9,15 @@ the moment it arrives.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fusedata.errors import FusekitError
+from fusedata.judge import Judge, JudgeReply, JudgeRequest, JudgeSettings, as_sent
 
-from .answers import ModelSpec
-from .judges import alpaca_eval, arena_hard, mt_bench
-from .judges.client import JudgeSpec, as_sent
-from .records import JudgeReply, JudgeRequest, Judgment, Question
+from .answers import EvalModel
+from .benches import get_bench
+from .records import Answer, Judgment, Question
 from .store import EvalStore
-
-MODES = ("single", "pairwise")
 
 
 @dataclass(frozen=True)
@@ -28,65 +26,51 @@ class Item:
     request: JudgeRequest | None  # None: decided without a call (AlpacaEval identical outputs)
 
 
-def plan(bench: str, questions: list[Question], models: list[ModelSpec], judge: JudgeSpec, store: EvalStore,
+@dataclass
+class Planner:
+    """What a bench's judge protocol (``Bench.plan``) reads and fills: the stored answers per model,
+    the run's grading settings, and the items planned so far."""
+
+    bench: str
+    judge: JudgeSettings
+    answers: dict[str, dict[tuple[str, int], Answer]]
+    mode: str = "single"
+    pairwise_baseline: str | None = None
+    prompt: str | None = None
+    items: list[Item] = field(default_factory=list)
+
+    def texts(self, model: str, q: Question, upto: int) -> list[str] | None:
+        """``model``'s answers to turns 1..``upto`` of ``q``, or None until all of them succeeded."""
+        have = self.answers.get(model)
+        if have is None:
+            return None
+        got = [have.get((q.id, t)) for t in range(1, upto + 1)]
+        texts = [a.text for a in got if a is not None and a.ok and a.text is not None]
+        return texts if len(texts) == upto else None
+
+    def add(self, model: str, q: Question, turn: int, game: int, mode: str, req: JudgeRequest | None,
+            baseline: str | None = None, swapped: bool = False) -> None:
+        """One judged item; ``req`` None when it is decided without a call."""
+        req = as_sent(req, self.judge) if req is not None else None
+        key = req.key(self.judge.name) if req is not None else ""
+        judgment = Judgment(self.bench, self.judge.name, model, q.id, turn, game, mode, key, baseline, swapped)
+        self.items.append(Item(judgment, req))
+
+
+def plan(bench: str, questions: list[Question], models: list[EvalModel], judge: JudgeSettings, store: EvalStore,
          *, mode: str = "single", pairwise_baseline: str | None = None, prompt: str | None = None) -> list[Item]:
     """Every (model, question, turn, game) whose answers exist, with the request that judges it."""
-    items: list[Item] = []
     answers = {m.name: store.answers(bench, m.name, m.settings_hash(bench)) for m in models}
     stored = store.models(bench)
     if pairwise_baseline and pairwise_baseline not in answers and pairwise_baseline in stored:
         # The baseline's answers may come from an earlier run into the same directory.
         answers[pairwise_baseline] = store.answers(bench, pairwise_baseline, stored[pairwise_baseline][0])
-
-    def texts(model: str, q: Question, upto: int) -> list[str] | None:
-        got = [answers[model].get((q.id, t)) for t in range(1, upto + 1)]
-        return [a.text for a in got] if all(a is not None and a.ok for a in got) else None  # type: ignore[misc]
-
-    def add(model: str, q: Question, turn: int, game: int, mode_: str, req: JudgeRequest | None,
-            baseline: str | None = None, swapped: bool = False) -> None:
-        req = as_sent(req, judge) if req is not None else None
-        key = req.key(judge.name) if req is not None else ""
-        items.append(Item(Judgment(bench, judge.name, model, q.id, turn, game, mode_, key, baseline, swapped), req))
-
+    planner = Planner(bench, judge, answers, mode, pairwise_baseline, prompt)
+    protocol = get_bench(bench).plan
     for m in models:
-        if bench == "mt-bench" and mode == "pairwise":
-            if m.name == pairwise_baseline:
-                continue
-            for q in questions:
-                for turn in range(1, len(q.turns) + 1):
-                    mine = texts(m.name, q, turn)
-                    theirs = texts(pairwise_baseline, q, turn) if pairwise_baseline in answers else None
-                    if mine is None or theirs is None:
-                        continue
-                    g1, g2 = mt_bench.pair_requests(q, mine, theirs, turn)
-                    add(m.name, q, turn, 1, "pairwise", g1, pairwise_baseline, False)
-                    add(m.name, q, turn, 2, "pairwise", g2, pairwise_baseline, True)
-        elif bench == "mt-bench":
-            for q in questions:
-                for turn in range(1, len(q.turns) + 1):
-                    mine = texts(m.name, q, turn)
-                    if mine is not None:
-                        add(m.name, q, turn, 0, "single", mt_bench.single_request(q, mine, turn, prompt))
-        elif bench.startswith("arena-hard"):
-            for q in questions:
-                mine = texts(m.name, q, 1)
-                if mine is not None:
-                    g1, g2 = arena_hard.requests(q, mine[0], prompt)
-                    add(m.name, q, 1, 1, "pairwise", g1, q.baseline, False)
-                    add(m.name, q, 1, 2, "pairwise", g2, q.baseline, True)
-        elif bench == "alpaca-eval":
-            for q in questions:
-                mine = texts(m.name, q, 1)
-                if mine is None:
-                    continue
-                if alpaca_eval.identical(q, mine[0]):
-                    add(m.name, q, 1, 0, "identical", None, q.baseline)
-                else:
-                    req, swapped = alpaca_eval.request(q, mine[0], prompt or "alpaca-eval-weighted")
-                    add(m.name, q, 1, 0, "weighted", req, q.baseline, swapped)
-        else:
-            raise FusekitError(f"no judging protocol for bench {bench!r}")
-    return items
+        for q in questions:
+            protocol(planner, m.name, q)
+    return planner.items
 
 
 def pending(items: list[Item], store: EvalStore) -> list[JudgeRequest]:
@@ -99,7 +83,7 @@ def pending(items: list[Item], store: EvalStore) -> list[JudgeRequest]:
     return list(out.values())
 
 
-def send(judge, requests: list[JudgeRequest], store: EvalStore,
+def send(judge: Judge, requests: list[JudgeRequest], store: EvalStore,
          on_reply: Callable[[JudgeRequest, JudgeReply], None] | None = None) -> dict[str, int]:
     """Send ``requests`` through ``judge``, committing each reply the moment it arrives, so that a
     killed run loses only the calls in flight."""
@@ -115,7 +99,7 @@ def send(judge, requests: list[JudgeRequest], store: EvalStore,
     return counts
 
 
-def preflight_logprobs(judge, request: JudgeRequest, store: EvalStore) -> None:
+def preflight_logprobs(judge: Judge, request: JudgeRequest, store: EvalStore) -> None:
     """AlpacaEval's weighted judge reads log-probs: stop before judging 805 items with a judge
     that returns none. The probe's reply is stored like any other."""
     replies: list[JudgeReply] = []

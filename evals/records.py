@@ -1,4 +1,5 @@
-"""The records ``evals`` passes between its stages: questions → answers → judge calls → judgments.
+"""The records ``evals`` passes between its stages: questions → answers → judgments. The judge
+calls themselves are the one judge client's records (``fusedata.judge.JudgeRequest``/``JudgeReply``).
 
 Plain frozen dataclasses whose fields are JSON values (one ``asdict`` away from a SQLite row or
 a JSON line), like ``fusedata.records``. Every id is a string: MT-Bench's integer question ids,
@@ -7,12 +8,12 @@ Arena-Hard's uids and AlpacaEval's instruction hashes alike.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from fusedata.records import Message, canonical_json, sha256_hex
-
 BENCHES: tuple[str, ...] = ("mt-bench", "arena-hard-v0.1", "arena-hard-v2.0", "alpaca-eval")
+# How MT-Bench grades: each answer alone (1–10), or against another model's in two swapped games.
+MODES: tuple[str, ...] = ("single", "pairwise")
 
 
 @dataclass(frozen=True)
@@ -53,48 +54,6 @@ class Answer:
     text: str | None
     error: str | None = None
     n_output_tokens: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.text is not None
-
-
-@dataclass(frozen=True)
-class JudgeRequest:
-    """One call to a judge: the rendered messages plus sampling settings and the prompt used.
-
-    ``top_logprobs > 0`` asks for the first generated token's most likely alternatives
-    (AlpacaEval's weighted judge reads the preference from them). ``prefill`` starts the judge's
-    reply with fixed text it continues (in-process judges), e.g. ``"Rating: [["`` for a small
-    model that otherwise never writes the verdict format; the reply text includes it.
-    """
-
-    messages: list[Message]
-    prompt: str
-    prompt_version: str
-    temperature: float = 0.0
-    max_tokens: int = 2048
-    top_logprobs: int = 0
-    prefill: str = ""
-
-    def key(self, judge: str) -> str:
-        """Cache key: a hash of (judge model, messages, sampling settings, prompt name and version)."""
-        return sha256_hex(canonical_json({"judge": judge, **asdict(self)}))
-
-
-@dataclass(frozen=True)
-class JudgeReply:
-    """What a judge returned for one request, or why it failed (``text`` None, ``error`` set).
-
-    ``top_logprobs`` maps each candidate first token (as the judge spelled it) to its log-prob.
-    """
-
-    text: str | None
-    top_logprobs: dict[str, float] | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    error: str | None = None
     seconds: float = 0.0
 
     @property

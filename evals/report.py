@@ -3,7 +3,7 @@
 The runner scores each bench into a :class:`BenchReport` (one :class:`ModelResult` per model,
 the baseline included where it has a score) and hands the list to :func:`write_run_reports`::
 
-    RUN_DIR/<bench>/leaderboard.csv   upstream column layout (``evals.md`` §2.4, §3.3, §4.4)
+    RUN_DIR/<bench>/leaderboard.csv   upstream column layout (``docs/evals.md``, each bench's leaderboard columns)
     RUN_DIR/<bench>/scores.png        score bars with CIs, per-category bars when there are any
     RUN_DIR/report.md                 every bench: scores, failures, cost, data hashes, settings
     RUN_DIR/manifest.json             what the runner recorded, pretty and with sorted keys
@@ -94,6 +94,7 @@ class BenchReport:
     settings: dict[str, Any] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    length_unit: str = ""  # what ModelResult.avg_length counts: "chars", "tokens", or "" when no bench says
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,13 +175,8 @@ def _cost(usage: dict[str, Any], judge: str) -> str:
     return f"${cost:,.2f}" if cost == 0 or cost >= 0.01 else f"${cost:.4f}"
 
 
-def _avg_length_header(bench: str) -> str:
-    # AlpacaEval measures length in characters, Arena-Hard in tokens (evals.md §2.4, §3.1).
-    if bench.startswith("alpaca"):
-        return "avg length (chars)"
-    if bench.startswith("arena-hard"):
-        return "avg length (tokens)"
-    return "avg length"
+def _avg_length_header(unit: str) -> str:
+    return f"avg length ({unit})" if unit else "avg length"
 
 
 def _categories(models: list[ModelResult]) -> list[str]:
@@ -324,7 +320,7 @@ def _bench_context(report: BenchReport) -> dict[str, Any]:
         "judge": report.judge,
         "score_name": report.score_name,
         "wall_time": _duration(report.wall_seconds),
-        "avg_length_header": _avg_length_header(report.bench),
+        "avg_length_header": _avg_length_header(report.length_unit),
         "rows": [{"model": m.model, "score": _num(m.score), "ci": _ci(m), "judged": _num(m.counts.get("judged")),
                   "failures": _num(_failures(m)), "avg_length": _num(m.avg_length)} for m in models],
         "category_header": ["Category", *(m.model for m in models)],

@@ -10,125 +10,90 @@ from __future__ import annotations
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 
 from fusedata.errors import FusekitError
 from fusedata.generate import progress_bar
+from fusedata.judge import JudgeReply, JudgeRequest, make_judge
 
 from . import judging
-from .answers import ModelSpec, count_work, generate_answers
-from .benches import load_questions
-from .judges.client import JudgeSpec, make_judge
-from .judges.prompts import load_prompt
+from .answers import EvalModel, count_work, generate_answers
+from .benches import Bench, get_bench, load_questions
+from .config import EvalConfig
 from .pricing import load_prices
+from .records import Question
 from .report import BenchReport, write_run_reports
 from .score import ScoreOptions, score_bench
 from .store import EvalStore
 
 
-@dataclass
-class RunConfig:
-    bench: str
-    models: list[ModelSpec]
-    judge: JudgeSpec
-    out: Path
-    limit: int | None = None
-    categories: list[str] | None = None
-    source: str = "auto"
-    data_dir: str | None = None
-    reference: str = "gpt-4"
-    mode: str = "single"
-    pairwise_baseline: str | None = None
-    prompt: str | None = None
-    prices: str | None = None
-    lc_inputs: str | None = None
-    style_control: bool = False
-    command: list[str] = field(default_factory=list)
-
-
-def validate(cfg: RunConfig) -> None:
-    """Everything checkable before a model loads or a request leaves."""
-    if cfg.mode not in judging.MODES:
-        raise FusekitError(f"unknown mode {cfg.mode!r}; choose one of {', '.join(judging.MODES)}")
-    if cfg.mode == "pairwise":
-        if cfg.bench != "mt-bench":
-            raise FusekitError("--mode pairwise is MT-Bench's; Arena-Hard and AlpacaEval are always pairwise vs their baseline")
-        if not cfg.pairwise_baseline:
-            raise FusekitError("--mode pairwise needs --baseline-model NAME (one of the evaluated models)")
-    names = [m.name for m in cfg.models]
-    if len(set(names)) != len(names):
-        raise FusekitError(f"model names must be unique, got {', '.join(names)}; use --model NAME=REF")
-    if cfg.judge.prefill and cfg.judge.base_url:
-        raise FusekitError("--judge-prefill needs an in-process judge: OpenAI-compatible endpoints do not continue "
-                           "a prefilled reply")
-    if cfg.prompt:
-        load_prompt(cfg.prompt)  # unknown names fail here, with a did-you-mean
-    load_prices(cfg.prices)
-
-
-def run(cfg: RunConfig, console: Console) -> list[BenchReport]:
-    validate(cfg)
+def run(cfg: EvalConfig, console: Console, command: list[str] | None = None) -> list[BenchReport]:
+    """Answers, verdicts and reports for a checked config (``evals.config.load``); ``command`` is
+    what the manifest records as the command line."""
     t0 = time.perf_counter()
-    questions, files = load_questions(cfg.bench, limit=cfg.limit, categories=cfg.categories, source=cfg.source,
+    bench = get_bench(str(cfg.bench))
+    models = cfg.eval_models()
+    questions, files = load_questions(bench.name, limit=cfg.limit, categories=cfg.categories, source=cfg.source,
                                       data_dir=cfg.data_dir, reference=cfg.reference)
-    bench = cfg.bench
     with EvalStore(cfg.out) as store:
-        if cfg.mode == "pairwise" and cfg.pairwise_baseline not in {m.name for m in cfg.models} | set(store.models(bench)):
-            raise FusekitError(f"--baseline-model {cfg.pairwise_baseline!r} is neither evaluated now nor stored in {cfg.out}")
+        known = {m.name for m in models} | set(store.models(bench.name))
+        if cfg.mode == "pairwise" and cfg.baseline_model not in known:
+            raise FusekitError(f"--baseline-model {cfg.baseline_model!r} is neither evaluated now nor stored in "
+                               f"{cfg.out}")
         store.put_questions(questions)
-        store.set_meta(f"{bench}:data", {f.name: f.sha256 or f.path for f in files})
-        store.set_meta(f"{bench}:run", {"mode": cfg.mode, "pairwise_baseline": cfg.pairwise_baseline,
-                                        "reference": cfg.reference, "prompt": cfg.prompt,
-                                        "limit": cfg.limit, "categories": cfg.categories,
-                                        "style_control": cfg.style_control})
-        store.set_meta(f"{bench}:judge", {**asdict(cfg.judge), "kind": cfg.judge.kind})
-        console.print(f"[bold]evals run[/] {bench}: {len(questions)} questions, models "
-                      f"{', '.join(m.name for m in cfg.models)}, judge {cfg.judge.name} → {cfg.out}")
+        store.set_meta(f"{bench.name}:data", {f.name: f.sha256 or f.path for f in files})
+        store.set_meta(f"{bench.name}:run", {"mode": cfg.mode, "pairwise_baseline": cfg.baseline_model,
+                                             "reference": cfg.reference, "prompt": cfg.prompt,
+                                             "limit": cfg.limit, "categories": cfg.categories,
+                                             "style_control": cfg.style_control})
+        store.set_meta(f"{bench.name}:judge", cfg.judge.record())
+        console.print(f"[bold]evals run[/] {bench.name}: {len(questions)} questions, models "
+                      f"{', '.join(m.name for m in models)}, judge {cfg.judge.model} → {cfg.out}")
         try:
-            _answers(bench, questions, cfg, store, console)
-            _judge(bench, questions, cfg, store, console)
+            _answers(bench.name, questions, models, store, console)
+            _judge(bench, questions, models, cfg, store, console)
         finally:
-            store.set_meta(f"{bench}:wall_seconds",
-                           float(store.get_meta(f"{bench}:wall_seconds", 0.0)) + time.perf_counter() - t0)
-        reports = rescore(store, ScoreOptions(prices=load_prices(cfg.prices), lc_inputs=cfg.lc_inputs), console,
-                          command=cfg.command)
-    return reports
+            store.set_meta(f"{bench.name}:wall_seconds",
+                           float(store.get_meta(f"{bench.name}:wall_seconds", 0.0)) + time.perf_counter() - t0)
+        return rescore(store, ScoreOptions(prices=load_prices(cfg.prices), lc_inputs=cfg.lc_inputs), console,
+                       command=command)
 
 
-def _answers(bench: str, questions, cfg: RunConfig, store: EvalStore, console: Console) -> None:
+def _answers(bench: str, questions: list[Question], models: list[EvalModel], store: EvalStore,
+             console: Console) -> None:
     with progress_bar(console) as bar:
-        for spec in cfg.models:
-            todo = count_work(bench, questions, spec, store)
-            task = bar.add_task(f"answers {spec.name}", total=todo, failed=0, tokens=0)
-            rep = generate_answers(bench, questions, spec, store, on_batch=lambda n: bar.advance(task, n))
+        for model in models:
+            todo = count_work(bench, questions, model, store)
+            task = bar.add_task(f"answers {model.name}", total=todo, failed=0, tokens=0)
+            rep = generate_answers(bench, questions, model, store, on_batch=lambda n: bar.advance(task, n))
             bar.update(task, failed=rep.failed, completed=todo)
             if rep.failed:
-                console.print(f"[yellow]{spec.name}: {rep.failed} answers failed (stored with their error; "
+                console.print(f"[yellow]{model.name}: {rep.failed} answers failed (stored with their error; "
                               "re-run to retry)[/]")
 
 
-def _judge(bench: str, questions, cfg: RunConfig, store: EvalStore, console: Console) -> None:
-    items = judging.plan(bench, questions, cfg.models, cfg.judge, store, mode=cfg.mode,
-                         pairwise_baseline=cfg.pairwise_baseline, prompt=cfg.prompt)
+def _judge(bench: Bench, questions: list[Question], models: list[EvalModel], cfg: EvalConfig, store: EvalStore,
+           console: Console) -> None:
+    settings = cfg.judge.settings()
+    items = judging.plan(bench.name, questions, models, settings, store, mode=cfg.mode,
+                         pairwise_baseline=cfg.baseline_model, prompt=cfg.prompt)
     store.put_judgments(i.judgment for i in items)
     todo = judging.pending(items, store)
-    console.print(f"judge {cfg.judge.name}: {len(items)} items, {len(todo)} calls to make "
+    console.print(f"judge {settings.name}: {len(items)} items, {len(todo)} calls to make "
                   f"({len(items) - len(todo)} from the store or decided without a call)")
     if not todo:
         return
-    judge = make_judge(cfg.judge)
+    judge = make_judge(settings)
     try:
-        if bench == "alpaca-eval":
+        if bench.logprob_judge:
             judging.preflight_logprobs(judge, todo[0], store)
             todo = todo[1:]
         with progress_bar(console) as bar:
-            task = bar.add_task(f"judge {cfg.judge.name}", total=len(todo), failed=0, tokens=0)
+            task = bar.add_task(f"judge {settings.name}", total=len(todo), failed=0, tokens=0)
             failed = 0
 
-            def tick(req, reply) -> None:
+            def tick(req: JudgeRequest, reply: JudgeReply) -> None:
                 nonlocal failed
                 failed += not reply.ok
                 bar.update(task, advance=1, failed=failed,
@@ -136,7 +101,8 @@ def _judge(bench: str, questions, cfg: RunConfig, store: EvalStore, console: Con
 
             counts = judging.send(judge, todo, store, on_reply=tick)
         if counts["failed"]:
-            console.print(f"[yellow]{counts['failed']} judge calls failed (stored with their error; re-run to retry)[/]")
+            console.print(f"[yellow]{counts['failed']} judge calls failed (stored with their error; "
+                          "re-run to retry)[/]")
     finally:
         judge.close()
 
@@ -153,7 +119,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def rescore(store: EvalStore, opts: ScoreOptions, console: Console, *, command: list[str] | None = None) -> list[BenchReport]:
+def rescore(store: EvalStore, opts: ScoreOptions, console: Console, *,
+            command: list[str] | None = None) -> list[BenchReport]:
     """Score every bench in the store and rewrite the run's reports; calls nothing."""
     from .report import summary_table
 

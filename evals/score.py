@@ -10,21 +10,25 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from fusedata.errors import FusekitError
+from fusedata.judge import JudgeReply
 
-from .benches.arena_hard import style_metadata
+from .benches import get_bench
+from .benches.arena_hard import GPT4_0314, style_metadata
 from .judges import alpaca_eval, arena_hard, mt_bench
 from .pricing import cost_usd
-from .records import JudgeReply, Judgment
+from .records import Answer, Judgment, Question
 from .report import BenchReport, ModelResult
 from .scoring import alpaca as alpaca_scoring
 from .scoring import arena_hard as arena_scoring
 from .scoring import mt_bench as mt_scoring
+from .scoring.arena_hard import GamePair
 from .store import EvalStore
 
 ALPACA_HUB = ("tatsu-lab/alpaca_eval", "2edc6fad8be6b14ea7230aabfd08188da6b8b814")
@@ -46,7 +50,7 @@ def is_local_judge(judge_settings: dict[str, Any]) -> bool:
     return not url or urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
-def _answer_index(store: EvalStore, bench: str) -> dict[str, dict[tuple[str, int], Any]]:
+def _answer_index(store: EvalStore, bench: str) -> dict[str, dict[tuple[str, int], Answer]]:
     return {m: store.answers(bench, m, h) for m, (h, _) in store.models(bench).items()}
 
 
@@ -66,9 +70,24 @@ def _usage(store: EvalStore, judge: str, judgments: list[Judgment], replies: dic
     }
 
 
-def _reply_state(j: Judgment, replies: dict[str, tuple[JudgeReply, int]]) -> JudgeReply | None:
-    got = replies.get(j.key)
-    return got[0] if got and got[0].ok else None
+@dataclass(frozen=True)
+class ScoreInput:
+    """What a bench's scorer (``Bench.score``) reads: one judge's judgments on one bench with their
+    stored replies, the questions, every stored model's answers and the run's settings."""
+
+    bench: str
+    judge: str
+    judgments: list[Judgment]
+    replies: dict[str, tuple[JudgeReply, int]]
+    questions: dict[str, Question]
+    answers: dict[str, dict[tuple[str, int], Answer]]
+    run: dict[str, Any]
+    opts: ScoreOptions
+
+    def reply(self, j: Judgment) -> JudgeReply | None:
+        """The successful reply deciding ``j``; None when its call failed or was never made."""
+        got = self.replies.get(j.key)
+        return got[0] if got and got[0].ok else None
 
 
 def score_bench(store: EvalStore, bench: str, opts: ScoreOptions) -> BenchReport:
@@ -80,21 +99,12 @@ def score_bench(store: EvalStore, bench: str, opts: ScoreOptions) -> BenchReport
         raise FusekitError(f"no judgments by judge {judge!r} for {bench}; judges here: {', '.join(judges)}")
     judgments = store.judgments(bench, judge)
     replies = store.replies({j.key for j in judgments if j.key})
-    questions = {q.id: q for q in store.questions(bench)}
-    answers = _answer_index(store, bench)
     meta = store.get_meta(f"{bench}:run", {})
     judge_meta = store.get_meta(f"{bench}:judge", {})
     local = opts.judge_is_local if opts.judge_is_local is not None else is_local_judge(judge_meta)
-    mode = meta.get("mode", "single")
-    if bench == "mt-bench" and mode == "pairwise":
-        report = _mt_bench_pairwise(bench, judge, judgments, replies, questions, meta.get("pairwise_baseline"))
-    elif bench == "mt-bench":
-        report = _mt_bench_single(bench, judge, judgments, replies, questions)
-    elif bench.startswith("arena-hard"):
-        style = opts.style_control if opts.style_control is not None else bool(meta.get("style_control"))
-        report = _arena_hard(bench, judge, judgments, replies, questions, answers, opts.bootstrap_seed, style)
-    else:
-        report = _alpaca(bench, judge, judgments, replies, questions, answers, opts.lc_inputs)
+    inputs = ScoreInput(bench, judge, judgments, replies, {q.id: q for q in store.questions(bench)},
+                        _answer_index(store, bench), meta, opts)
+    report = get_bench(bench).score(inputs)
     report.usage = _usage(store, judge, judgments, replies, local, opts.prices)
     report.settings = {"run": meta, "judge": judge_meta, "models": {m: s for m, (_, s) in store.models(bench).items()},
                        "prompts": store.prompt_versions(j.key for j in judgments if j.key)}
@@ -108,48 +118,56 @@ def _counts(n_questions: int, items: list[Judgment], judged: int, unparsed: int,
             "judge_failed": len(items) - judged - unparsed, "unparsed": unparsed, "answers_failed": answer_failed}
 
 
-def _answers_failed(answers: dict[tuple[str, int], Any]) -> int:
+def _answers_failed(answers: dict[tuple[str, int], Answer]) -> int:
     return sum(1 for a in answers.values() if not a.ok)
 
 
 # -- MT-Bench ------------------------------------------------------------------------------------
-def _mt_bench_single(bench, judge, judgments, replies, questions) -> BenchReport:
+def score_mt_bench(inp: ScoreInput) -> BenchReport:
+    """Single-answer grading (1–10), or the adjusted win rate against the pairwise baseline."""
+    return _mt_bench_pairwise(inp) if inp.run.get("mode", "single") == "pairwise" else _mt_bench_single(inp)
+
+
+def _mt_bench_single(inp: ScoreInput) -> BenchReport:
     by_model: dict[str, list[Judgment]] = defaultdict(list)
-    for j in judgments:
+    for j in inp.judgments:
         if j.mode == "single":
             by_model[j.model].append(j)
     models = []
     for model, items in by_model.items():
         records, unparsed, judged = [], 0, 0
         for j in items:
-            reply = _reply_state(j, replies)
+            reply = inp.reply(j)
             rating = mt_bench.parse_rating(reply.text) if reply else None
             if reply is not None and rating is None:
                 unparsed += 1
             judged += rating is not None
+            q = inp.questions.get(j.question_id)
             records.append({"question_id": j.question_id, "turn": j.turn, "score": rating,
-                            "category": questions[j.question_id].category if j.question_id in questions else None})
+                            "category": q.category if q else None})
         s = mt_scoring.mt_bench_single(records)
         cols = {"score": s.overall, "turn_1": s.turn_means.get(1, math.nan), "turn_2": s.turn_means.get(2, math.nan),
-                **{f"category_{c}": v for c, v in s.category_means.items()}, "n_judged": s.n_valid, "n_failed": s.n_failed}
+                **{f"category_{c}": v for c, v in s.category_means.items()},
+                "n_judged": s.n_valid, "n_failed": s.n_failed}
         models.append(ModelResult(model, s.overall, None, None, cols, dict(s.category_means),
                                   _counts(len({j.question_id for j in items}), items, judged, unparsed, 0)))
     cats = sorted({c for m in models for c in m.categories})
     columns = ["score", "turn_1", "turn_2", *[f"category_{c}" for c in cats], "n_judged", "n_failed"]
-    return BenchReport(bench, judge, "MT-Bench score (1–10)", (0.0, 10.0), "model", columns, models,
+    return BenchReport(inp.bench, inp.judge, "MT-Bench score (1–10)", (0.0, 10.0), "model", columns, models,
                        notes=["single-answer grading; score = mean over all valid (question, turn) ratings"])
 
 
-def _mt_bench_pairwise(bench, judge, judgments, replies, questions, baseline) -> BenchReport:
+def _mt_bench_pairwise(inp: ScoreInput) -> BenchReport:
+    baseline = inp.run.get("pairwise_baseline")
     pairs: dict[tuple[str, str, int], dict[int, str]] = defaultdict(dict)
     unparsed: dict[str, int] = defaultdict(int)
     judged: dict[str, int] = defaultdict(int)
     items: dict[str, list[Judgment]] = defaultdict(list)
-    for j in judgments:
+    for j in inp.judgments:
         if j.mode != "pairwise":
             continue
         items[j.model].append(j)
-        reply = _reply_state(j, replies)
+        reply = inp.reply(j)
         label = mt_bench.parse_pair(reply.text) if reply else None
         if reply is not None and label is None:
             unparsed[j.model] += 1
@@ -165,65 +183,97 @@ def _mt_bench_pairwise(bench, judge, judgments, replies, questions, baseline) ->
                 "win_rate_adjusted": s.win_rate_adjusted, "n_inconsistent": s.n_inconsistent, "n_error": s.n_error}
         models.append(ModelResult(model, 100.0 * s.win_rate_adjusted, None, None, cols, {},
                                   _counts(len({j.question_id for j in its}), its, judged[model], unparsed[model], 0)))
-    return BenchReport(bench, judge, f"adjusted win rate vs {baseline} (%)", (0.0, 100.0), "model",
-                       ["win", "loss", "tie", "win_rate", "loss_rate", "win_rate_adjusted", "n_inconsistent", "n_error"],
-                       models, notes=["pairwise mode: two games per (question, turn), positions swapped; "
+    columns = ["win", "loss", "tie", "win_rate", "loss_rate", "win_rate_adjusted", "n_inconsistent", "n_error"]
+    return BenchReport(inp.bench, inp.judge, f"adjusted win rate vs {baseline} (%)", (0.0, 100.0), "model",
+                       columns, models, notes=["pairwise mode: two games per (question, turn), positions swapped; "
                                       "disagreeing games count as ties"])
 
 
 # -- Arena-Hard ----------------------------------------------------------------------------------
-def _style_metadata(questions, answers, groups) -> dict[str, dict[str, dict]] | None:
+@dataclass(frozen=True)
+class _ArenaVersion:
+    """How Arena-Hard v0.1 and v2.0 score the same kind of verdicts differently."""
+
+    per_category: bool  # v2.0 scores each category against its own baseline, v0.1 all questions at once
+    fit: Callable[..., arena_scoring.ArenaHardResult]
+    fit_style: Callable[..., arena_scoring.ArenaHardResult]
+    dropped: str  # what one missing verdict drops: a game (v0.1) or a judgment (v2.0)
+    ratings: bool  # v0.1's leaderboard also shows the Bradley-Terry rating's CI
+
+
+_V01 = _ArenaVersion(False, arena_scoring.arena_hard_v01, arena_scoring.arena_hard_v01_style_control, "games", True)
+_V2 = _ArenaVersion(True, arena_scoring.arena_hard_v2, arena_scoring.arena_hard_v2_style_control, "judgments", False)
+
+
+def _style_metadata(questions: dict[str, Question], answers: dict[str, dict[tuple[str, int], Answer]],
+                    groups: dict[tuple[str, str], list[GamePair]]) -> dict[str, dict[str, dict]] | None:
     """Style features per (model, uid), baselines included; None when a baseline lacks them.
 
     The model's token_len counts its own tokenizer's tokens while the baselines' come from
     upstream's tiktoken counts: the length feature is approximate, and the report says so.
     """
     meta: dict[str, dict[str, dict]] = defaultdict(dict)
-    for (_, baseline), recs in groups.items():
-        for rec in recs:
-            q = questions[rec["uid"]]
+    for (_, baseline), pairs in groups.items():
+        for pair in pairs:
+            q = questions[pair.uid]
             if "baseline_style" not in q.meta:
                 return None
             meta[baseline][q.id] = q.meta["baseline_style"]
-            a = answers.get(rec["model"], {}).get((q.id, 1))
+            a = answers.get(pair.model, {}).get((q.id, 1))
             if a is None or not a.ok:
                 return None
-            meta[rec["model"]][q.id] = style_metadata(a.text, a.n_output_tokens)
+            meta[pair.model][q.id] = style_metadata(a.text or "", a.n_output_tokens)
     return meta
 
 
-def _arena_hard(bench, judge, judgments, replies, questions, answers, seed, style_control) -> BenchReport:
-    v01 = bench == "arena-hard-v0.1"
-    games: dict[tuple[str, str], list] = defaultdict(lambda: [None, None])
-    unparsed: dict[str, int] = defaultdict(int)
-    judged: dict[str, int] = defaultdict(int)
-    items: dict[str, list[Judgment]] = defaultdict(list)
-    for j in judgments:
-        items[j.model].append(j)
-        reply = _reply_state(j, replies)
+@dataclass
+class _ArenaVerdicts:
+    """The parsed verdicts of one judge, per model: its judgments, both games per question, and
+    how many games had a verdict or an unparseable reply."""
+
+    items: dict[str, list[Judgment]] = field(default_factory=lambda: defaultdict(list))
+    games: dict[tuple[str, str], list[str | None]] = field(default_factory=lambda: defaultdict(lambda: [None, None]))
+    judged: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    unparsed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def _arena_verdicts(inp: ScoreInput) -> _ArenaVerdicts:
+    v = _ArenaVerdicts()
+    for j in inp.judgments:
+        v.items[j.model].append(j)
+        reply = inp.reply(j)
         label = arena_hard.parse_verdict(reply.text) if reply else None
         if reply is not None and label is None:
-            unparsed[j.model] += 1
-        judged[j.model] += label is not None
-        games[(j.model, j.question_id)][j.game - 1] = label
-    notes: list[str] = []
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for (model, qid), g in games.items():
-        q = questions.get(qid)
+            v.unparsed[j.model] += 1
+        v.judged[j.model] += label is not None
+        v.games[(j.model, j.question_id)][j.game - 1] = label
+    return v
+
+
+def _arena_groups(inp: ScoreInput, verdicts: _ArenaVerdicts, version: _ArenaVersion
+                  ) -> dict[tuple[str, str], list[GamePair]]:
+    """Game pairs by (category, baseline): what one leaderboard fit sees."""
+    groups: dict[tuple[str, str], list[GamePair]] = defaultdict(list)
+    for (model, qid), g in verdicts.games.items():
+        q = inp.questions.get(qid)
         if q is None:
             continue
-        groups[(q.category if not v01 else "all", q.baseline or "")].append(
-            {"uid": qid, "model": model, "games": list(g), "category": q.category})
-    per_model: dict[str, dict[str, arena_scoring.ArenaHardScore]] = defaultdict(dict)
+        category = q.category if version.per_category else "all"
+        groups[(category, q.baseline or "")].append(GamePair(qid, model, (g[0], g[1]), q.category))
+    return groups
+
+
+def _fit_arena(version: _ArenaVersion, groups: dict[tuple[str, str], list[GamePair]],
+               style_meta: dict[str, dict[str, dict]] | None, seed: int, notes: list[str]
+               ) -> tuple[dict[str, dict[str, arena_scoring.ArenaHardScore]],
+                          dict[str, dict[str, arena_scoring.ArenaHardScore]]]:
+    """Scores per (model, category), plain and style-controlled (empty without style metadata)."""
+    plain: dict[str, dict[str, arena_scoring.ArenaHardScore]] = defaultdict(dict)
     styled: dict[str, dict[str, arena_scoring.ArenaHardScore]] = defaultdict(dict)
-    style_meta = _style_metadata(questions, answers, groups) if style_control else None
-    if style_control and style_meta is None:
-        notes.append("style control not applied: a baseline answer lacks its style metadata")
-    for (category, baseline), recs in sorted(groups.items()):
+    for (category, baseline), pairs in sorted(groups.items()):
         if style_meta is not None:
             try:
-                fit = arena_scoring.arena_hard_v01_style_control if v01 else arena_scoring.arena_hard_v2_style_control
-                sc = fit(recs, style_meta, baseline, seed=seed)
+                sc = version.fit_style(pairs, style_meta, baseline, seed=seed)
                 coefs = ", ".join(f"{k} {v:+.3f}" for k, v in (sc.style_coefs or {}).items())
                 notes.append(f"{category}: style-controlled (length + markdown), feature coefficients {coefs}")
                 for m, s in sc.scores.items():
@@ -232,59 +282,110 @@ def _arena_hard(bench, judge, judgments, replies, questions, answers, seed, styl
             except ValueError as e:
                 notes.append(f"{category}: style control not fitted ({e})")
         try:
-            if v01:
-                result = arena_scoring.arena_hard_v01(recs, baseline, seed=seed)
-            else:
-                result = arena_scoring.arena_hard_v2(recs, baseline, seed=seed)
+            result = version.fit(pairs, baseline, seed=seed)
         except ValueError as e:
             notes.append(f"{category} vs {baseline}: not scored ({e})")
             continue
-        notes.append(f"{category}: baseline {baseline}, {result.n_dropped} "
-                     f"{'games' if v01 else 'judgments'} dropped for a missing or unparseable verdict, "
-                     f"{int(result.ci_level * 100)}% bootstrap CI over {result.num_rounds} rounds (seed {seed})")
-        for m, sc in result.scores.items():
+        notes.append(f"{category}: baseline {baseline}, {result.n_dropped} {version.dropped} dropped for a missing "
+                     f"or unparseable verdict, {int(result.ci_level * 100)}% bootstrap CI over {result.num_rounds} "
+                     f"rounds (seed {seed})")
+        for m, s in result.scores.items():
             if m != baseline:
-                per_model[m][category] = sc
+                plain[m][category] = s
+    return plain, styled
+
+
+def _headline(scores: dict[str, arena_scoring.ArenaHardScore]) -> arena_scoring.ArenaHardScore | None:
+    """The score a model is ranked by: all questions (v0.1), else hard_prompt, else its only category."""
+    return scores.get("all") or scores.get("hard_prompt") or next(iter(scores.values()), None)
+
+
+def _arena_row(model: str, scores: dict[str, arena_scoring.ArenaHardScore],
+               styled: dict[str, arena_scoring.ArenaHardScore], answers: dict[tuple[str, int], Answer],
+               counts: dict[str, int], version: _ArenaVersion) -> ModelResult:
+    head = _headline(scores)
+    lengths = [a.n_output_tokens for a in answers.values() if a.ok]
+    avg = sum(lengths) / len(lengths) if lengths else math.nan
+    cols: dict[str, Any] = {
+        "score": head.score if head else math.nan,
+        "lower": head.lower if head else math.nan, "upper": head.upper if head else math.nan,
+        "CI": f"(-{head.score - head.lower:.1f}, +{head.upper - head.score:.1f})" if head else "",
+        "avg_tokens": avg,
+    }
+    if version.ratings:
+        cols.update(rating_q025=head.rating_lower if head else math.nan,
+                    rating_q975=head.rating_upper if head else math.nan)
+    cats = {c: s.score for c, s in scores.items() if c != "all"}
+    cols.update({f"category_{c}": v for c, v in cats.items()})
+    sc_head = _headline(styled)
+    if sc_head is not None:
+        cols.update(score_style_controlled=sc_head.score, lower_style_controlled=sc_head.lower,
+                    upper_style_controlled=sc_head.upper)
+    return ModelResult(model, cols["score"], head.lower if head else None, head.upper if head else None,
+                       cols, cats, counts, avg)
+
+
+def _arena_hard(inp: ScoreInput, version: _ArenaVersion) -> tuple[list[ModelResult], list[str], bool]:
+    """Every model's row, the notes, and whether any style-controlled score was fitted."""
+    verdicts = _arena_verdicts(inp)
+    groups = _arena_groups(inp, verdicts, version)
+    notes: list[str] = []
+    style = inp.opts.style_control if inp.opts.style_control is not None else bool(inp.run.get("style_control"))
+    style_meta = _style_metadata(inp.questions, inp.answers, groups) if style else None
+    if style and style_meta is None:
+        notes.append("style control not applied: a baseline answer lacks its style metadata")
+    plain, styled = _fit_arena(version, groups, style_meta, inp.opts.bootstrap_seed, notes)
     models = []
-    for model, its in items.items():
-        scores = per_model.get(model, {})
-        head = scores.get("all") or scores.get("hard_prompt") or next(iter(scores.values()), None)
-        lengths = [a.n_output_tokens for a in answers.get(model, {}).values() if a.ok]
-        avg = sum(lengths) / len(lengths) if lengths else math.nan
-        cols: dict[str, Any] = {
-            "score": head.score if head else math.nan,
-            "lower": head.lower if head else math.nan, "upper": head.upper if head else math.nan,
-            "CI": f"(-{head.score - head.lower:.1f}, +{head.upper - head.score:.1f})" if head else "",
-            "avg_tokens": avg,
-        }
-        if v01:
-            cols.update(rating_q025=head.rating_lower if head else math.nan,
-                        rating_q975=head.rating_upper if head else math.nan)
-        cats = {c: s.score for c, s in scores.items() if c != "all"}
-        cols.update({f"category_{c}": v for c, v in cats.items()})
-        sc = styled.get(model, {})
-        sc_head = sc.get("all") or sc.get("hard_prompt") or next(iter(sc.values()), None)
-        if sc_head is not None:
-            cols.update(score_style_controlled=sc_head.score, lower_style_controlled=sc_head.lower,
-                        upper_style_controlled=sc_head.upper)
-        models.append(ModelResult(model, cols["score"], head.lower if head else None, head.upper if head else None,
-                                  cols, cats, _counts(len({j.question_id for j in its}), its, judged[model],
-                                                      unparsed[model], _answers_failed(answers.get(model, {}))), avg))
-    if v01:
-        columns = ["score", "rating_q025", "rating_q975", "CI", "avg_tokens"]
-        name = "win rate vs gpt-4-0314 (%)"
-        models.append(ModelResult("gpt-4-0314", 50.0, 50.0, 50.0, {"score": 50.0, "CI": "(-0.0, +0.0)"}))
-    else:
-        cats = sorted({c for m in models for c in m.categories})
-        columns = ["score", "lower", "upper", "CI", *[f"category_{c}" for c in cats], "avg_tokens"]
-        name = "win rate vs the category baseline (%) — hard_prompt when present"
+    for model, its in verdicts.items.items():
+        answers = inp.answers.get(model, {})
+        counts = _counts(len({j.question_id for j in its}), its, verdicts.judged[model], verdicts.unparsed[model],
+                         _answers_failed(answers))
+        models.append(_arena_row(model, plain.get(model, {}), styled.get(model, {}), answers, counts, version))
+    return models, notes, bool(styled)
+
+
+def _arena_report(inp: ScoreInput, name: str, columns: list[str], models: list[ModelResult], notes: list[str],
+                  styled: bool) -> BenchReport:
     if styled:
-        columns += ["score_style_controlled", "lower_style_controlled", "upper_style_controlled"]
-    notes.append("avg_tokens counts the model's own tokenizer's tokens (upstream counts tiktoken tokens)")
-    return BenchReport(bench, judge, name, (0.0, 100.0), "model", columns, models, notes=notes)
+        columns = [*columns, "score_style_controlled", "lower_style_controlled", "upper_style_controlled"]
+    notes = [*notes, "avg_tokens counts the model's own tokenizer's tokens (upstream counts tiktoken tokens)"]
+    return BenchReport(inp.bench, inp.judge, name, (0.0, 100.0), "model", columns, models, notes=notes,
+                       length_unit="tokens")
+
+
+def score_arena_hard_v01(inp: ScoreInput) -> BenchReport:
+    """Bradley-Terry win rates against gpt-4-0314 over all questions, the baseline's own row included."""
+    models, notes, styled = _arena_hard(inp, _V01)
+    models.append(ModelResult(GPT4_0314, 50.0, 50.0, 50.0, {"score": 50.0, "CI": "(-0.0, +0.0)"}))
+    columns = ["score", "rating_q025", "rating_q975", "CI", "avg_tokens"]
+    return _arena_report(inp, f"win rate vs {GPT4_0314} (%)", columns, models, notes, styled)
+
+
+def score_arena_hard_v2(inp: ScoreInput) -> BenchReport:
+    """Bootstrapped win rates per category against that category's baseline."""
+    models, notes, styled = _arena_hard(inp, _V2)
+    cats = sorted({c for m in models for c in m.categories})
+    columns = ["score", "lower", "upper", "CI", *[f"category_{c}" for c in cats], "avg_tokens"]
+    return _arena_report(inp, "win rate vs the category baseline (%) — hard_prompt when present", columns, models,
+                         notes, styled)
 
 
 # -- AlpacaEval ----------------------------------------------------------------------------------
+LC_FILES = ("instruction_difficulty.csv", "df_gamed.csv")
+
+
+def check_lc_inputs(where: str | None) -> None:
+    """A folder given as the LC inputs must exist and hold both files (the Hub is tried when used)."""
+    if where is None or where == "hub":
+        return
+    folder = Path(where)
+    if not folder.is_dir():
+        raise FusekitError(f"lc_inputs (--lc-inputs) {where}: no such folder")
+    missing = [name for name in LC_FILES if not (folder / name).is_file()]
+    if missing:
+        raise FusekitError(f"lc_inputs (--lc-inputs) {where}: no {' or '.join(missing)} in that folder")
+
+
 def _read_lc_inputs(where: str | None) -> tuple[dict[str, float] | None, list[dict] | None, str | None]:
     """(instruction difficulty, gamed-baseline rows, why not) from a folder or the Hub."""
     if where is None:
@@ -294,16 +395,14 @@ def _read_lc_inputs(where: str | None) -> tuple[dict[str, float] | None, list[di
         try:
             from huggingface_hub import hf_hub_download
 
-            folder = Path(hf_hub_download(ALPACA_HUB[0], "instruction_difficulty.csv", repo_type="dataset",
-                                          revision=ALPACA_HUB[1])).parent
-            hf_hub_download(ALPACA_HUB[0], "df_gamed.csv", repo_type="dataset", revision=ALPACA_HUB[1])
+            paths = [hf_hub_download(ALPACA_HUB[0], name, repo_type="dataset", revision=ALPACA_HUB[1])
+                     for name in LC_FILES]
         except Exception as e:  # noqa: BLE001 - offline or gated: LC is reported as not computed
             return None, None, f"could not fetch the LC inputs from the Hub ({type(e).__name__}: {e})"
+        diff_path, gamed_path = (Path(x) for x in paths)
     else:
-        folder = Path(where)
-    diff_path, gamed_path = folder / "instruction_difficulty.csv", folder / "df_gamed.csv"
-    if not diff_path.exists() or not gamed_path.exists():
-        return None, None, f"{folder} lacks instruction_difficulty.csv or df_gamed.csv"
+        check_lc_inputs(where)
+        diff_path, gamed_path = (Path(where) / name for name in LC_FILES)
     with open(diff_path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "instruction" not in rows[0] or "instruction_difficulty" not in rows[0]:
@@ -314,63 +413,76 @@ def _read_lc_inputs(where: str | None) -> tuple[dict[str, float] | None, list[di
     return difficulty, gamed, None
 
 
-def _alpaca(bench, judge, judgments, replies, questions, answers, lc_inputs) -> BenchReport:
-    difficulty, gamed, reason = _read_lc_inputs(lc_inputs)
+def _preferences(inp: ScoreInput, model: str, items: list[Judgment]) -> tuple[dict[str, dict], int, int]:
+    """AlpacaEval annotations by instruction (baseline as output_1), and how many items had a
+    preference and how many a reply without one."""
+    annotations: dict[str, dict] = {}
+    judged = unparsed = 0
+    for j in items:
+        q = inp.questions.get(j.question_id)
+        answer = inp.answers.get(model, {}).get((j.question_id, 1))
+        if q is None or answer is None or not answer.ok:
+            continue
+        if j.mode == "identical":
+            pref = 1.5
+        else:
+            reply = inp.reply(j)
+            if reply is None:
+                continue
+            try:
+                pref = alpaca_eval.preference(reply, j.swapped)
+            except alpaca_eval.NoLogprobsError:
+                pref = math.nan
+            if math.isnan(pref):
+                unparsed += 1
+                continue
+        judged += 1
+        annotations[q.turns[0]] = {"instruction": q.turns[0], "output_1": q.baseline_answer,
+                                   "output_2": answer.text, "preference": pref}
+    return annotations, judged, unparsed
+
+
+def _alpaca_row(model: str, annotations: dict[str, dict], lc: alpaca_scoring.LengthControlledResult,
+                counts: dict[str, int]) -> ModelResult:
+    wr = lc.win_rate
+    avg_len = sum(len(a["output_2"]) for a in annotations.values()) / len(annotations)
+    cols = {"win_rate": wr.win_rate, "standard_error": wr.standard_error, "n_wins": wr.n_wins,
+            "n_wins_base": wr.n_wins_base, "n_draws": wr.n_draws, "n_total": wr.n_total,
+            "discrete_win_rate": wr.discrete_win_rate, "mode": "community", "avg_length": avg_len,
+            "length_controlled_winrate": lc.length_controlled_winrate if lc.computed else math.nan,
+            "lc_standard_error": lc.lc_standard_error if lc.computed else math.nan}
+    head, se = (lc.length_controlled_winrate, lc.lc_standard_error) if lc.computed else (wr.win_rate, wr.standard_error)
+    ci = (head - 1.96 * se, head + 1.96 * se) if se is not None and math.isfinite(se) else (None, None)
+    return ModelResult(model, head, ci[0], ci[1], cols, {}, counts, avg_len)
+
+
+def score_alpaca_eval(inp: ScoreInput) -> BenchReport:
+    """Win rate against gpt4_1106_preview, length-controlled when the LC inputs are at hand."""
+    difficulty, gamed, reason = _read_lc_inputs(inp.opts.lc_inputs)
     models, notes = [], []
     by_model: dict[str, list[Judgment]] = defaultdict(list)
-    for j in judgments:
+    for j in inp.judgments:
         by_model[j.model].append(j)
     for model, items in by_model.items():
-        annotations: dict[str, dict] = {}
-        unparsed = judged = 0
-        for j in items:
-            q = questions.get(j.question_id)
-            answer = answers.get(model, {}).get((j.question_id, 1))
-            if q is None or answer is None or not answer.ok:
-                continue
-            if j.mode == "identical":
-                pref = 1.5
-            else:
-                reply = _reply_state(j, replies)
-                if reply is None:
-                    continue
-                try:
-                    pref = alpaca_eval.preference(reply, j.swapped)
-                except alpaca_eval.NoLogprobsError:
-                    pref = math.nan
-                if math.isnan(pref):
-                    unparsed += 1
-                    continue
-            judged += 1
-            annotations[q.turns[0]] = {"instruction": q.turns[0], "output_1": q.baseline_answer,
-                                       "output_2": answer.text, "preference": pref}
+        annotations, judged, unparsed = _preferences(inp, model, items)
         if not annotations:
             notes.append(f"{model}: no usable preferences")
             continue
         try:
             lc = alpaca_scoring.maybe_length_controlled_win_rate(annotations, difficulty, gamed)
         except ValueError as e:
-            lc = alpaca_scoring.LengthControlledResult(None, None, alpaca_scoring.win_rate(annotations), "length_controlled_v1",
-                                                       reason=str(e))
-        wr = lc.win_rate
+            lc = alpaca_scoring.LengthControlledResult(None, None, alpaca_scoring.win_rate(annotations),
+                                                       "length_controlled_v1", reason=str(e))
         if not lc.computed and lc.reason and f"LC not computed: {lc.reason}" not in notes:
             notes.append(f"LC not computed: {lc.reason}")
         if lc.is_extreme_change:
             notes.append(f"{model}: LC moved far from the raw win rate (upstream's sanity warning)")
-        avg_len = sum(len(a["output_2"]) for a in annotations.values()) / len(annotations)
-        cols = {"win_rate": wr.win_rate, "standard_error": wr.standard_error, "n_wins": wr.n_wins,
-                "n_wins_base": wr.n_wins_base, "n_draws": wr.n_draws, "n_total": wr.n_total,
-                "discrete_win_rate": wr.discrete_win_rate, "mode": "community", "avg_length": avg_len,
-                "length_controlled_winrate": lc.length_controlled_winrate if lc.computed else math.nan,
-                "lc_standard_error": lc.lc_standard_error if lc.computed else math.nan}
-        head, se = (lc.length_controlled_winrate, lc.lc_standard_error) if lc.computed else (wr.win_rate, wr.standard_error)
-        ci = (head - 1.96 * se, head + 1.96 * se) if se is not None and math.isfinite(se) else (None, None)
-        models.append(ModelResult(model, head, ci[0], ci[1], cols, {},
-                                  _counts(len({j.question_id for j in items}), items, judged, unparsed,
-                                          _answers_failed(answers.get(model, {}))), avg_len))
+        counts = _counts(len({j.question_id for j in items}), items, judged, unparsed,
+                         _answers_failed(inp.answers.get(model, {})))
+        models.append(_alpaca_row(model, annotations, lc, counts))
     lc_on = any(math.isfinite(m.columns.get("length_controlled_winrate", math.nan)) for m in models)
     name = ("LC win rate" if lc_on else "win rate") + " vs gpt4_1106_preview (%), ±1.96 SE"
     columns = ["win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total", "discrete_win_rate",
                "mode", "avg_length", "length_controlled_winrate", "lc_standard_error"]
-    return BenchReport(bench, judge, name, (0.0, 100.0), "", columns, models, notes=notes)
-
+    return BenchReport(inp.bench, inp.judge, name, (0.0, 100.0), "", columns, models, notes=notes,
+                       length_unit="chars")

@@ -1,110 +1,122 @@
-"""Final stage of ``fusedata build`` (or ``fusedata pairs RUN_DIR``): scored run → dataset folder.
+"""Pairs and write stages of ``fusedata build`` (or ``fusedata pairs RUN_DIR``): scored run → dataset folder.
 
-Reads the run store, builds the method's examples with the pure builders in
-``fusedata.pairs``, and writes a Hugging Face dataset folder (parquet per config and
-split, plus the card) under ``RUN_DIR/dataset``. For WRPO the target model first samples
-the preference prompts through the same engines and is scored by the same scorers —
-both resumable through the run store like everything else.
+:func:`candidates` reads the run store once and joins it into the candidates of the source models
+(and, for WRPO, of the target); :func:`build_configs` turns candidates into the method's rows with
+the pure builders in ``fusedata.pairs``; :func:`write_run_dataset` splits train/test and writes a
+Hugging Face dataset folder (parquet per config and split, plus the card) inside the run folder.
+
+The folder is named ``<recipe>-<method>-<8 hex digits of its rows>``. ``datasets`` caches a local
+folder's prepared data under the folder's *name*, so two runs' folders that shared a name (every
+one used to be called ``dataset``) made ``load_dataset(folder, config)`` return whichever run was
+loaded first; a name that changes with the rows gives every distinct dataset its own cache entry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from .cluster import Executor
 from .errors import FusekitError
-from .pairs import build_fusechat3, build_fuserl, build_wrpo, gather, split_wrpo, to_trl_rows, wrpo_quadruple_rows
-from .recipe import Recipe
-from .store import RunStore
+from .pairs import (
+    CandidateSet,
+    build_fusechat3,
+    build_fuserl,
+    build_wrpo,
+    gather,
+    to_trl_rows,
+    wrpo_quadruple_rows,
+)
+from .recipe import PairsConfig, Recipe
+from .records import canonical_json
+from .store import DB_NAME, RunStore
 
-METHODS = ("fusechat3", "wrpo", "fuserl")
-_OPTIONS = {
-    "fusechat3": {"sft_ratio", "gap", "pick"},
-    "wrpo": {"require_verified", "export"},
-    "fuserl": {"m", "tau"},
-}
+# Licences of the embedded sources; other models' terms are unknown here and the card says `other`.
+KNOWN_LICENSES = {"embedded:smollm2-135m": "apache-2.0", "embedded:gemma3-270m": "gemma"}
 
 
 @dataclass(frozen=True)
-class PairsConfig:
-    method: str = "fusechat3"
-    seed: int = 0
-    test_fraction: float = 0.05
-    keep_truncated: bool = False
-    options: dict[str, Any] | None = None
+class Dataset:
+    """A written dataset folder: where it is, which method built it, rows per config and split."""
+
+    folder: Path
+    method: str
+    counts: dict[str, dict[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "counts": self.counts, "folder": str(self.folder)}
 
 
-def parse_pairs(raw: dict[str, Any] | None, method: str | None = None) -> PairsConfig:
-    raw = dict(raw or {})
-    m = method or raw.pop("method", "fusechat3")
-    raw.pop("method", None)
-    if m not in METHODS:
-        raise FusekitError(f"unknown pair method '{m}'; choose one of {', '.join(METHODS)}")
-    seed, test_fraction = raw.pop("seed", 0), raw.pop("test_fraction", 0.05)
-    keep_truncated = bool(raw.pop("keep_truncated", False))
-    # Options of the other methods may stay in a recipe that is built with --method X.
-    bad = set(raw) - set().union(*_OPTIONS.values())
-    raw = {k: v for k, v in raw.items() if k in _OPTIONS[m]}
-    if bad:
-        raise FusekitError(f"recipe: pairs: unknown option(s): {', '.join(sorted(bad))}; allowed: method, seed, "
-                           f"test_fraction, keep_truncated, {', '.join(sorted(set().union(*_OPTIONS.values())))}")
-    if isinstance(raw.get("gap"), list):
-        raw["gap"] = tuple(raw["gap"])
-    return PairsConfig(m, int(seed), float(test_fraction), keep_truncated, raw)
-
-
-def build_configs(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Console,
-                  executor: Executor | None = None) -> tuple[dict[str, list[dict]], dict]:
-    """Rows per dataset config, and the build report (kept/dropped with reasons)."""
+def candidates(store: RunStore, recipe: Recipe) -> tuple[CandidateSet, CandidateSet | None]:
+    """The source models' candidates, and the target's for WRPO (None otherwise), from one read of the store."""
     target = recipe.target.name if recipe.target else None
-    prompts = store.prompts()
-    scores = store.scores()
-    sources = [r for r in store.responses(ok_only=True) if r.model != target]
-    kt = cfg.keep_truncated
-    cands = gather(prompts, sources, scores, keep_truncated=kt)
-    opts = dict(cfg.options or {})
+    prompts, responses, scores = store.prompts(), store.responses(ok_only=True), store.scores()
+    keep = recipe.pairs.keep_truncated
+    try:
+        sources = gather(prompts, [r for r in responses if r.model != target], scores, keep_truncated=keep)
+        if recipe.pairs.method != "wrpo":
+            return sources, None
+        return sources, gather(prompts, [r for r in responses if r.model == target], scores, keep_truncated=keep)
+    except ValueError as e:  # e.g. several reward scorers in one run and none chosen
+        raise FusekitError(f"cannot build pairs: {e}") from None
+
+
+def build_configs(cands: CandidateSet, target_cands: CandidateSet | None,
+                  cfg: PairsConfig) -> tuple[dict[str, list[dict]], dict]:
+    """Rows per dataset config, and the build report (kept/dropped with reasons). Pure: no store, no model."""
+    opts = cfg.options()
     if cfg.method == "fusechat3":
         sft, dpo, rep = build_fusechat3(cands, seed=cfg.seed, **opts)
         return {"sft": to_trl_rows(sft, "sft"), "dpo": to_trl_rows(dpo, "preference")}, rep.to_dict()
     if cfg.method == "fuserl":
         sft, po, rep = build_fuserl(cands, **opts)
         return {"fuserl_sft": to_trl_rows(sft, "sft"), "fuserl_po": to_trl_rows(po, "preference")}, rep.to_dict()
-    # WRPO: the target samples the preference prompts, scored by the same scorers.
-    if recipe.target is None:
-        raise FusekitError("method 'wrpo' needs a 'target' model in the recipe (the model that will be trained)")
-    export = opts.pop("export", "quadruple")
-    _, pref_ids = split_wrpo(cands, cfg.seed)
-    by_id = {p.id: p for p in prompts}
-    from .generate import generate_for
-    from .score import parse_config, score_run
-
-    generate_for([recipe.target], [by_id[i] for i in pref_ids], store, console, executor=executor)
-    score_run(store, parse_config(recipe.scoring), console, executor)
-    scores = store.scores()
-    targets = [r for r in store.responses(ok_only=True) if r.model == target]
-    sft, pairs, rep = build_wrpo(gather(prompts, sources, scores, keep_truncated=kt),
-                                 gather(prompts, targets, scores, keep_truncated=kt), seed=cfg.seed, **opts)
-    rows = wrpo_quadruple_rows(pairs) if export == "quadruple" else to_trl_rows(pairs, "wrpo")
+    sft, pairs, rep = build_wrpo(cands, target_cands or {}, seed=cfg.seed, **opts)
+    rows = wrpo_quadruple_rows(pairs) if cfg.export == "quadruple" else to_trl_rows(pairs, "wrpo")
     return {"sft": to_trl_rows(sft, "sft"), "wrpo": rows}, rep.to_dict()
 
 
-# Licences of the embedded sources; other models' terms are unknown here and the card says `other`.
-KNOWN_LICENSES = {"embedded:smollm2-135m": "apache-2.0", "embedded:gemma3-270m": "gemma"}
+def folder_name(recipe_name: str, method: str, parts: dict[str, dict[str, list[dict]]]) -> str:
+    """``<recipe>-<method>-<hash>``: unique to the rows, so ``datasets``' cache never mixes two datasets."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", recipe_name.lower()).strip("-.") or "fusekit"
+    digest = hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{method}-{digest}"
 
 
-def write_run_dataset(store: RunStore, recipe: Recipe, cfg: PairsConfig, console: Console,
-                      out: Path | None = None, executor: Executor | None = None) -> tuple[Path, dict[str, dict[str, int]]]:
-    """Build the method's configs, split train/test, write the folder and its card."""
+def _card_info(recipe: Recipe, cfg: PairsConfig, report: dict) -> dict[str, Any]:
+    models = list(recipe.models) + ([recipe.target] if recipe.target and cfg.method == "wrpo" else [])
+    return {
+        "pretty_name": f"{recipe.name} ({cfg.method})",
+        "description": f"Built with fusekit from {len(recipe.models)} source models, method {cfg.method}.",
+        "recipe": recipe.raw,
+        "source_models": [{"name": m.name, "license": KNOWN_LICENSES.get(m.engine.model),
+                           "sampling": {**m.sampling.__dict__, "n_per_domain": m.n_per_domain}} for m in models],
+        "reward_model": recipe.scoring.reward,
+        "report": {"method": cfg.method, **report},
+    }
+
+
+def _drop_previous(store: RunStore, folder: Path) -> None:
+    """Remove the run's previous dataset folder when this one replaces it under a new name."""
+    previous = (store.get_meta("dataset") or {}).get("folder")
+    old = Path(previous) if previous else None
+    if old is None or not old.is_dir() or old.resolve() == folder.resolve():
+        return
+    # Only a folder this run wrote inside its own run folder: never one the user named with --out.
+    if old.resolve().parent == store.folder.resolve() and (old / "README.md").is_file() and (old / "data").is_dir():
+        shutil.rmtree(old)
+
+
+def write_run_dataset(store: RunStore, recipe: Recipe, configs: dict[str, list[dict]], report: dict,
+                      out: Path | None = None) -> Dataset:
+    """Split each config train/test, write the folder and its card. A folder in the run (``out``
+    None) is recorded in the store as the run's dataset and replaces the one recorded before."""
     from .publish import split_train_test, write_dataset
 
-    try:
-        configs, report = build_configs(store, recipe, cfg, console, executor)
-    except ValueError as e:  # e.g. several reward scorers in one run and none chosen
-        raise FusekitError(f"cannot build pairs: {e}") from None
+    cfg = recipe.pairs
     parts = {}
     for name, rows in configs.items():
         train, test = split_train_test(rows, cfg.test_fraction, cfg.seed)
@@ -113,16 +125,26 @@ def write_run_dataset(store: RunStore, recipe: Recipe, cfg: PairsConfig, console
     if not any(n for c in counts.values() for n in c.values()):
         raise FusekitError(f"method {cfg.method} kept no examples: {report.get('dropped')}; "
                            "generate more samples (--n) or widen the filters")
-    models = list(recipe.models) + ([recipe.target] if recipe.target and cfg.method == "wrpo" else [])
-    info = {
-        "pretty_name": f"{recipe.name} ({cfg.method})",
-        "description": f"Built with fusekit from {len(recipe.models)} source models, method {cfg.method}.",
-        "recipe": recipe.raw,
-        "source_models": [{"name": m.name, "license": KNOWN_LICENSES.get(m.engine.model),
-                           "sampling": {**m.sampling.__dict__, "n_per_domain": m.n_per_domain}} for m in models],
-        "reward_model": (recipe.scoring or {}).get("reward"),
-        "report": {"method": cfg.method, **report},
-    }
-    folder = write_dataset(out or store.folder / "dataset", parts, card_info=info)
-    store.set_meta("dataset", {"method": cfg.method, "counts": counts, "folder": str(folder)})
-    return folder, counts
+    if out is not None:  # an export elsewhere: the run's own dataset folder stays what it was
+        return Dataset(write_dataset(out, parts, card_info=_card_info(recipe, cfg, report)), cfg.method, counts)
+    folder = write_dataset(store.folder / folder_name(recipe.name, cfg.method, parts), parts,
+                           card_info=_card_info(recipe, cfg, report))
+    _drop_previous(store, folder)
+    dataset = Dataset(folder, cfg.method, counts)
+    store.set_meta("dataset", dataset.to_dict())
+    return dataset
+
+
+def run_dataset_folder(run_dir: Path) -> Path | None:
+    """The dataset folder a run recorded last (None when it has none, or it is gone)."""
+    if not (run_dir / DB_NAME).is_file():
+        return None
+    with RunStore(run_dir) as store:
+        recorded = (store.get_meta("dataset") or {}).get("folder")
+    if not recorded:
+        return None
+    # Recorded as the build printed it, maybe relative to another working directory.
+    for folder in (Path(recorded), run_dir / Path(recorded).name):
+        if folder.is_dir():
+            return folder
+    return None

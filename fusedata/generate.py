@@ -17,10 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from . import models
 from .cluster import Executor, LocalExecutor, RayExecutor, Resources, vllm_on_ray
 from .engines import Engine, GenRequest, make_engine
-from .errors import FusekitError
 from .recipe import ModelSpec, Recipe
 from .records import Prompt
 from .sources import load_source
@@ -34,9 +32,8 @@ def collect_prompts(recipe: Recipe) -> list[Prompt]:
     for domain, spec in recipe.domains.items():
         kept: list[Prompt] = []
         for src in spec.sources:
+            # The recipe checked that each source gives its domain's prompts.
             for p in load_source(src.name, limit=src.limit, data_files=src.data_files, split=src.split):
-                if p.domain != domain:
-                    raise FusekitError(f"recipe: source '{src.name}' gives {p.domain} prompts, listed under domain '{domain}'")
                 if p.id not in seen:
                     seen.add(p.id)
                     kept.append(p)
@@ -97,17 +94,6 @@ class GenerationReport:
     wall_s: dict[str, float] = field(default_factory=dict)
 
 
-def generate(recipe: Recipe, store: RunStore, console: Console, *, engine_factory=make_engine,
-             executor: Executor | None = None) -> GenerationReport:
-    """Run every source model of the recipe over its missing work, writing each batch to the store."""
-    prompts = collect_prompts(recipe)
-    for m in recipe.models:  # a missing local model fails now, before any model is loaded
-        if m.engine.engine != "openai":
-            models.resolve(m.engine.model)
-    store.put_prompts(prompts)
-    return generate_for(recipe.models, prompts, store, console, engine_factory=engine_factory, executor=executor)
-
-
 class EngineWorker:
     """One replica of a source model: its engine, loaded where the worker runs."""
 
@@ -139,8 +125,7 @@ def generate_for(specs: tuple[ModelSpec, ...] | list[ModelSpec], prompts: list[P
                 continue
             t0 = time.perf_counter()
             bar.start_task(tasks[m.name])
-            size = m.engine.batch_size if m.engine.engine != "openai" else max(m.engine.batch_size, 4 * m.engine.concurrency)
-            chunks = batches(work[m.name], size)
+            chunks = batches(work[m.name], m.engine.chunk_size)
             if isinstance(executor, RayExecutor) and m.engine.engine == "vllm":
                 stream = vllm_on_ray(m, chunks)
             else:

@@ -81,7 +81,8 @@ def embedded_gguf(name: str) -> Path:
         g.assemble(output_path=tmp, overwrite=True)
         os.replace(tmp, target)
         return target
-    raise FusekitError(f"unknown embedded model 'embedded:{name}'; known: {', '.join('embedded:' + k for k in EMBEDDED)}")
+    known = ", ".join("embedded:" + k for k in EMBEDDED)
+    raise FusekitError(f"unknown embedded model 'embedded:{name}'; known: {known}")
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ How each number is made, so that a printed plan can be checked by hand:
      its seconds mean per engine);
   3. a default by model size read from the name (:data:`GPU_CLASSES`; :data:`CPU_TOKENS_PER_S`
      for the transformers engine on CPU). Defaults are assumptions, not measurements: measure
-     with ``vllm bench throughput`` (data.md §11) and pass ``--tokens-per-s``.
+     with ``vllm bench throughput`` (docs/data.md#throughput-planning) and pass ``--tokens-per-s``.
 * **Devices per replica**: ``extra.engine_kwargs.tensor_parallel_size`` (× ``pipeline_parallel_size``),
   else ``extra.ray.num_gpus``, else the size class's usual tensor-parallel degree on 80 GB cards
-  (data.md §2: 70B ≈ TP 4, Mistral-Large 123B ≈ TP 8), since a 70B model in bf16 does not fit
+  (docs/data.md#throughput-planning: 70B ≈ TP 4, Mistral-Large 123B ≈ TP 8), since a 70B model in bf16 does not fit
   one GPU. On CPU: ``extra.ray.num_cpus`` cores (default 1). Replicas: ``extra.ray.replicas`` (1).
-* **Hours** (data.md §11): device-hours = output tokens / (tokens/s per replica) / 3600 × devices
+* **Hours** (docs/data.md#throughput-planning): device-hours = output tokens / (tokens/s per replica) / 3600 × devices
   per replica; wall hours = that / (replicas × devices per replica). ``fusedata build`` runs the
   models one after another, so a build's wall clock is the sum over models.
 * **Reward-model scoring** (prefill only): the expected prompt + response tokens of every
@@ -61,7 +61,7 @@ class KnownSize:
     origin: str
 
 
-#: (source, split) → prompts, for the default split of every Hub source (data.md §1 lists the
+#: (source, split) → prompts, for the default split of every Hub source (docs/data.md#prompt-sources lists the
 #: sources; the sizes come from the dataset cards and the Hub's viewer, as each entry says).
 HUB_PROMPTS: dict[tuple[str, str], KnownSize] = {
     ("ultrafeedback", "train_prefs"): KnownSize(
@@ -74,7 +74,7 @@ HUB_PROMPTS: dict[tuple[str, str], KnownSize] = {
         600_000, "OpenMathInstruct-2 paper: ≈600k unique problems in all 14M rows (train_1M: 1M rows, "
                  "several solutions per problem), so at most this many"),
     ("leetcode", "train"): KnownSize(
-        2_360, "data.md §1: greengerong/leetcode has 2,360 rows; problems without parsable examples are skipped"),
+        2_360, "greengerong/leetcode has 2,360 rows (its Hub viewer); problems without parsable examples are skipped"),
     ("sc2-exec", "train"): KnownSize(
         50_000, "the dataset's name (self-oss-instruct-sc2-exec-filter-50k)"),
     ("alpaca-gpt4-zh", "train"): KnownSize(
@@ -93,7 +93,7 @@ DEFAULT_PROMPT_TOKENS: dict[str, int] = {
 }
 
 #: Expected response length as a share of max_tokens. Conservative for chat data with
-#: max_tokens 4096 (data.md §11's illustration assumes 500 tokens per response, fill ≈ 0.12);
+#: max_tokens 4096 (docs/data.md#throughput-planning's illustration assumes 500 tokens per response, fill ≈ 0.12);
 #: pass --fill, or measure: a run store holds every response's token count.
 DEFAULT_FILL = 0.5
 
@@ -109,7 +109,7 @@ class SizeClass:
 
 
 #: Assumed output tokens/s per GPU of a vLLM replica (bf16, H100-class 80 GB cards, large batches).
-#: The 70B row is data.md §11's illustration (2,000 tok/s per TP-4 replica); the others are
+#: The 70B row is docs/data.md#throughput-planning's illustration (2,000 tok/s per TP-4 replica); the others are
 #: scaled guesses, deliberately on the low side. None of them is a measurement.
 GPU_CLASSES: tuple[SizeClass, ...] = (
     SizeClass(3, "≤3B", 1, 4000),
@@ -173,11 +173,7 @@ def count_prompts(recipe: Recipe) -> dict[str, DomainCount]:
     for domain, spec in recipe.domains.items():
         counts: list[SourceCount] = []
         for src in spec.sources:
-            source = SOURCES.get(src.name)
-            if source is None:
-                raise FusekitError(f"unknown prompt source {src.name!r}; known sources: {', '.join(SOURCES)}")
-            if source.domain != domain:
-                raise FusekitError(f"recipe: source '{src.name}' gives {source.domain} prompts, listed under domain '{domain}'")
+            source = SOURCES[src.name]  # the recipe checked the name and the domain
             if source.kind == "embedded" or src.data_files is not None:
                 loaded = load_source(src.name, limit=src.limit, data_files=src.data_files, split=src.split)
                 new = [p.id for p in loaded if p.id not in seen]
@@ -262,7 +258,8 @@ def default_rate(spec: ModelSpec, device: str, units: float) -> Rate:
     c = _gpu_class(size_b)
     size = f"{size_b:g}B" if size_b else "size unknown, assumed 70B-class"
     return Rate(c.tokens_per_s_per_gpu * units, "default",
-                f"default: vLLM {size}, {c.tokens_per_s_per_gpu:g} tok/s per GPU × {units:g} (H100-class; assumed, not measured)")
+                f"default: vLLM {size}, {c.tokens_per_s_per_gpu:g} tok/s per GPU × {units:g} "
+                "(H100-class; assumed, not measured)")
 
 
 def measured_rates(folder: str | Path, specs: list[ModelSpec]) -> dict[str, Rate]:
@@ -292,10 +289,10 @@ def measured_rates(folder: str | Path, specs: list[ModelSpec]) -> dict[str, Rate
             continue
         tokens, seconds = float(s["output_tokens"]), float(s["seconds"])
         base = f"measured in {folder}: {int(tokens):,} output tokens of {int(s['responses']):,} responses"
-        if spec.engine.engine == "openai":
-            c = spec.engine.concurrency
-            rates[spec.name] = Rate(tokens / seconds * c, "measured",
-                                    f"{base}, {seconds:,.0f} s summed request latency × {c} requests in flight (upper bound)")
+        if spec.engine.endpoint is not None:
+            c = spec.engine.endpoint.concurrency
+            rates[spec.name] = Rate(tokens / seconds * c, "measured", f"{base}, {seconds:,.0f} s summed request "
+                                    f"latency × {c} requests in flight (upper bound)")
         else:
             rates[spec.name] = Rate(tokens / seconds, "measured", f"{base} in {seconds:,.1f} s")
     return rates
@@ -405,10 +402,6 @@ def _check_names(given: dict[str, Any], known: list[str], option: str) -> None:
             raise FusekitError(f"{option}: unknown name '{name}'; this plan has: {', '.join(known)}")
 
 
-def _method(recipe: Recipe) -> str:
-    return str((recipe.pairs or {}).get("method", "fusechat3"))
-
-
 def _model_plan(spec: ModelSpec, role: str, prompts: dict[str, int], fill: float, prompt_tokens: dict[str, int],
                 rate: Rate | None) -> ModelPlan:
     device = device_of(spec)
@@ -431,12 +424,9 @@ def _model_plan(spec: ModelSpec, role: str, prompts: dict[str, int], fill: float
 
 def _scoring_plan(recipe: Recipe, models: tuple[ModelPlan, ...], fill: float, prompt_tokens: dict[str, int],
                   rm_tokens_per_s: float | None) -> ScoringPlan:
-    scoring = recipe.scoring or {}
-    reward = scoring.get("reward") or {}
-    # Same default as the scoring stage: every domain is scored by the reward model unless the
-    # recipe lists its scorers without it.
-    scored = {d for d in DOMAINS if "reward" in ((scoring.get("domains") or {}).get(d) or ["reward"])}
-    model = str(reward.get("model", "embedded:smollm2-135m"))  # score.DEFAULT_REWARD
+    reward = recipe.scoring.reward
+    scored = {d for d, scorers in recipe.scoring.domains.items() if "reward" in scorers and reward["kind"] != "none"}
+    model = str(reward.get("model", ""))
     device = "cpu" if model.startswith("embedded:") or str(reward.get("device", "")).lower() == "cpu" else "gpu"
     items = tokens = 0
     for m in models:
@@ -450,7 +440,7 @@ def _scoring_plan(recipe: Recipe, models: tuple[ModelPlan, ...], fill: float, pr
         what = "an 8B sequence classifier on one GPU" if device == "gpu" else "the embedded judge on one CPU core"
         rate = Rate(RM_TOKENS_PER_S[device], "default",
                     f"default: {RM_TOKENS_PER_S[device]:g} prompt+response tokens/s, {what} (assumed)")
-    replicas = Resources.from_extra({"ray": reward.get("ray")}).replicas
+    replicas = recipe.scoring.resources("reward").replicas
     hours = tokens / rate.tokens_per_s / 3600
     return ScoringPlan(model, device, items, tokens, rate, replicas, hours, hours / replicas)
 
@@ -476,14 +466,17 @@ def plan_recipe(
     specs: list[tuple[ModelSpec, str]] = [(m, "source") for m in recipe.models]
     notes: list[str] = []
     if recipe.target is not None:
-        if _method(recipe) == "wrpo":
+        if recipe.pairs.method == "wrpo":
             specs.append((recipe.target, "target"))
             notes.append(f"target {recipe.target.name}: samples the WRPO preference split, the expected "
-                         f"{1 - SFT_SHARE:.0%} of each domain's prompts (pairs/wrpo.py SFT_SHARE = 1/3; the split is by hash)")
+                         f"{1 - SFT_SHARE:.0%} of each domain's prompts (pairs/wrpo.py SFT_SHARE = 1/3; "
+                         "the split is by hash)")
         else:
-            notes.append(f"target {recipe.target.name}: not sampled, pairs.method is '{_method(recipe)}' (only wrpo samples it)")
+            notes.append(f"target {recipe.target.name}: not sampled, pairs.method is '{recipe.pairs.method}' "
+                         "(only wrpo samples it)")
     _check_names(tokens_per_s or {}, [m.name for m, _ in specs], "--tokens-per-s")
-    overrides = {name: Rate(x, "--tokens-per-s", f"--tokens-per-s {name}={x:g}") for name, x in (tokens_per_s or {}).items()}
+    overrides = {name: Rate(x, "--tokens-per-s", f"--tokens-per-s {name}={x:g}")
+                 for name, x in (tokens_per_s or {}).items()}
     measured = measured_rates(store_folder if store_folder is not None else recipe.out, [m for m, _ in specs])
     plans = []
     for spec, role in specs:
@@ -500,7 +493,8 @@ def plan_recipe(
                      "sources and rows the loader skips are only known after loading, so real counts can be lower")
     if any(m.rate.source == "default" for m in models):
         notes.append("default throughputs are assumptions, not measurements: measure each model (e.g. `vllm bench "
-                     "throughput`) and pass --tokens-per-s NAME=X, or plan again after a short `fusedata build --limit`")
+                     "throughput`) and pass --tokens-per-s NAME=X, or plan again after a short "
+                     "`fusedata build --limit`")
     return Plan(recipe.name, fill, ptoks, domains, models, _scoring_plan(recipe, models, fill, ptoks, rm_tokens_per_s),
                 tuple(notes))
 
@@ -527,10 +521,11 @@ def plan_tables(plan: Plan) -> list[Table]:
     for d, c in plan.domains.items():
         sources = "\n".join(f"{s.name} {'' if s.exact else '≈'}{s.prompts:,}" for s in c.sources)
         gens = sum(m.generations.get(d, 0) for m in plan.models)
-        prompts.add_row(d, sources, f"{'' if c.exact else '≈'}{c.prompts:,}", f"{c.limit:,}" if c.limit is not None else "–",
-                        f"{gens:,}")
+        prompts.add_row(d, sources, f"{'' if c.exact else '≈'}{c.prompts:,}",
+                        f"{c.limit:,}" if c.limit is not None else "–", f"{gens:,}")
 
-    t = Table(title=f"fusedata plan — generation (fill {plan.fill:g} of max_tokens; worst = every response hits max_tokens)")
+    t = Table(title=f"fusedata plan — generation (fill {plan.fill:g} of max_tokens; "
+                    "worst = every response hits max_tokens)")
     for col in ("model", "role", "prompts", "generations", "input tok", "output tok", "worst", "tok/s/replica",
                 "dev/replica", "replicas", "device-h", "worst", "wall h"):
         t.add_column(col, justify="left" if col in ("model", "role") else "right")
@@ -546,7 +541,8 @@ def plan_tables(plan: Plan) -> list[Table]:
     worst = " + ".join(f"{_hours(tot[f'{d}_hours_worst'])} {d.upper()}-h" for d in devices)
     t.add_section()
     t.add_row("total", "", "", f"{tot['generations']:,}", _si(tot["input_tokens"]), _si(tot["output_tokens"]),
-              _si(tot["output_tokens_worst"]), "", "", "", hours, worst, _hours(tot["wall_hours_sequential"]), style="bold")
+              _si(tot["output_tokens_worst"]), "", "", "", hours, worst, _hours(tot["wall_hours_sequential"]),
+              style="bold")
     s = plan.scoring
     unit = "GPU" if s.device == "gpu" else "CPU"
     t.add_section()
@@ -564,8 +560,9 @@ def plan_notes(plan: Plan) -> list[str]:
     lines.append(f"reward model: {plan.scoring.rate.detail}")
     tot = plan.totals()
     if len(plan.models) > 1:
-        lines.append(f"wall h: `fusedata build` runs the models one after another ({_hours(tot['wall_hours_sequential'])} h); "
+        lines.append("wall h: `fusedata build` runs the models one after another "
+                     f"({_hours(tot['wall_hours_sequential'])} h); "
                      f"on separate servers at once the longest takes {_hours(tot['wall_hours_parallel'])} h")
-    lines.append("input tokens assume " + ", ".join(f"{d} {n}" for d, n in plan.prompt_tokens.items() if d in plan.domains)
-                 + " tokens per prompt (--prompt-tokens DOMAIN=N)")
+    assumed = ", ".join(f"{d} {n}" for d, n in plan.prompt_tokens.items() if d in plan.domains)
+    lines.append(f"input tokens assume {assumed} tokens per prompt (--prompt-tokens DOMAIN=N)")
     return lines + list(plan.notes)

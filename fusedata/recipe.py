@@ -1,4 +1,4 @@
-"""YAML recipe → typed, validated config. CLI flags override; every mistake is one clear message.
+"""A ``fusedata`` recipe: YAML → typed, validated dataclasses, checked whole before any model loads.
 
 A recipe (see ``fusedata/recipes/default.yaml`` for the embedded default)::
 
@@ -15,25 +15,36 @@ A recipe (see ``fusedata/recipes/default.yaml`` for the embedded default)::
         n_per_domain: {code: 4}    # more samples for some domains (FuseChat: IF 5, code 8)
         domains: [math, code]      # optional: only these domains
     target: {...}                  # same shape as a model; the WRPO target
-    scoring: {...}                 # read by the scoring stage
-    pairs: {...}                   # read by the pair-construction stage
+    scoring: {...}                 # ScoringConfig: scorers per domain, verifier options, the reward block
+    pairs: {...}                   # PairsConfig: the method and its options
+
+Every block goes through :func:`fusedata.config.build` (unknown keys with did-you-mean, types),
+then the checks no type can express (known sources, positive limits, a WRPO target, the reward
+block via ``fusedata.rewards.validate_spec``). Nothing here loads a model or a dataset, so a typo
+anywhere costs a second, not the hours of generation before the stage that reads it.
 """
 
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field, fields
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Sequence
 
-import yaml
-
+from .cluster import Resources
+from .config import apply_overrides, build, did_you_mean, load_yaml
+from .endpoint import EndpointSettings
 from .engines import ENGINES, EngineConfig
 from .errors import FusekitError
 from .records import DOMAINS, SamplingParams
 
 DEFAULT_RECIPE = "default.yaml"
+METHODS = ("fusechat3", "wrpo", "fuserl")
+SCORERS = ("math", "code", "reward")
+DEFAULT_DOMAINS = {"instruction": ["reward"], "math": ["math", "reward"], "code": ["code", "reward"], "zh": ["reward"]}
+DEFAULT_REWARD = {"kind": "judge", "model": "embedded:smollm2-135m"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class DomainSpec:
-    sources: tuple[SourceSpec, ...]
+    sources: tuple[SourceSpec, ...] = ()
     limit: int | None = None
 
 
@@ -69,164 +80,323 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class _ModelBlock:
+    """One model as the recipe writes it: flat keys. Unset optional keys keep the defaults of
+    ``EngineConfig`` / ``EndpointSettings``, so those defaults live in one place."""
+
+    model: str
+    name: str | None = None
+    engine: str = "transformers"
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    batch_size: int | None = None
+    system_prompt: str | None = None
+    fold_system: bool | None = None
+    stop: str | list[str] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    n_per_domain: dict[str, int] = field(default_factory=dict)
+    domains: list[str] | None = None
+
+
+_ENDPOINT_KEYS = ("api_key_env", "concurrency", "timeout", "max_retries")
+
+
+@dataclass(frozen=True)
+class MathOptions:
+    """Options of the math verifier; unset ones keep ``verify_math_batch``'s defaults."""
+
+    timeout: float | None = None
+    workers: int | None = None
+    ray: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CodeOptions:
+    """Options of the code verifier; unset ones keep ``verify_code_batch``'s defaults."""
+
+    timeout: float | None = None
+    workers: int | None = None
+    memory_mb: int | None = None
+    ray: dict[str, Any] | None = None
+
+
+def verifier_kwargs(options: MathOptions | CodeOptions) -> dict[str, Any]:
+    """The keyword arguments a verifier batch call takes from its recipe block."""
+    return {k: v for k, v in dataclasses.asdict(options).items() if v is not None and k != "ray"}
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """The recipe's ``scoring:`` block; ``domains`` is merged over the FuseChat-3.0 defaults on load."""
+
+    domains: dict[str, list[str]] = field(default_factory=dict)
+    reward: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REWARD))
+    math: MathOptions = field(default_factory=MathOptions)
+    code: CodeOptions = field(default_factory=CodeOptions)
+    batch_size: int = 64
+
+    @property
+    def reward_spec(self) -> dict[str, Any]:
+        """The reward block without its Ray placement: what ``fusedata.rewards`` takes."""
+        return {k: v for k, v in self.reward.items() if k != "ray"}
+
+    def resources(self, scorer: str) -> Resources:
+        """What one replica of ``scorer`` (math, code, reward) needs on a Ray cluster."""
+        ray = {"math": self.math.ray, "code": self.code.ray, "reward": self.reward.get("ray")}[scorer]
+        return Resources.from_extra({"ray": ray})
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """The recipe's ``pairs:`` block. Options of the other methods may stay in a recipe built with
+    another method; each builder takes only its own (:meth:`options`)."""
+
+    method: str = "fusechat3"
+    seed: int = 0
+    test_fraction: float = 0.05
+    keep_truncated: bool = False
+    # fusechat3
+    sft_ratio: float = 0.4
+    gap: tuple[float, ...] | dict[str, tuple[float, ...] | None] | None = (0.01, 0.1)
+    pick: Literal["largest_gap", "random"] = "largest_gap"
+    # wrpo
+    require_verified: bool = False
+    export: Literal["quadruple", "wrpo"] = "quadruple"
+    # fuserl
+    m: int = 4
+    tau: float = 1.0
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of this method's builder (besides the seed)."""
+        if self.method == "fusechat3":
+            return {"sft_ratio": self.sft_ratio, "gap": self.gap, "pick": self.pick}
+        if self.method == "wrpo":
+            return {"require_verified": self.require_verified}
+        return {"m": self.m, "tau": self.tau}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     out: str
     domains: dict[str, DomainSpec]
     models: tuple[ModelSpec, ...]
     target: ModelSpec | None = None
-    scoring: dict[str, Any] = field(default_factory=dict)
-    pairs: dict[str, Any] = field(default_factory=dict)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def _where(ctx: str) -> str:
-    return f"recipe: {ctx}" if ctx else "recipe"
+@dataclass(frozen=True)
+class _RecipeFile:
+    """The top level as written; domains and models have short forms and are resolved below."""
+
+    domains: dict[str, Any] = field(default_factory=dict)
+    models: list[Any] = field(default_factory=list)
+    name: str = "fusekit-run"
+    out: str | None = None
+    target: dict[str, Any] | None = None
+    scoring: dict[str, Any] | None = None
+    pairs: dict[str, Any] | None = None
 
 
-def _check_keys(d: Any, allowed: set[str], ctx: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise FusekitError(f"{_where(ctx)}: expected a mapping, got {type(d).__name__}")
-    for k in d:
-        if k not in allowed:
-            hint = difflib.get_close_matches(str(k), allowed, n=1)
-            tip = f" (did you mean '{hint[0]}'?)" if hint else f"; allowed: {', '.join(sorted(allowed))}"
-            raise FusekitError(f"{_where(ctx)}: unknown key '{k}'{tip}")
-    return d
+def _at_least(value: int | float | None, low: int, where: str) -> None:
+    if value is not None and value < low:
+        raise FusekitError(f"recipe: {where} must be >= {low}, got {value}")
 
 
-def _typed(value: Any, typ: type | tuple[type, ...], ctx: str) -> Any:
-    # bool is an int in Python; a recipe saying `max_tokens: true` is a typo, not 1.
-    if isinstance(value, bool) and typ is not bool:
-        ok = False
-    else:
-        ok = isinstance(value, typ)
-    if not ok:
-        names = " or ".join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
-        raise FusekitError(f"{_where(ctx)}: expected {names}, got {value!r}")
-    return value
-
-
-def _source(d: Any, ctx: str) -> SourceSpec:
-    if isinstance(d, str):
-        return SourceSpec(d)
-    _check_keys(d, {"name", "limit", "data_files", "split"}, ctx)
-    if "name" not in d:
-        raise FusekitError(f"{_where(ctx)}: a source needs a 'name'")
-    if d.get("limit") is not None:
-        _typed(d["limit"], int, f"{ctx}.limit")
-    return SourceSpec(_typed(d["name"], str, f"{ctx}.name"), d.get("limit"), d.get("data_files"), d.get("split"))
-
-
-def _domain(name: str, d: Any) -> DomainSpec:
-    ctx = f"domains.{name}"
+def _domain_name(name: str, where: str) -> None:
     if name not in DOMAINS:
-        raise FusekitError(f"{_where(ctx)}: unknown domain '{name}'; known: {', '.join(DOMAINS)}")
-    if isinstance(d, (list, str)):
-        d = {"sources": [d] if isinstance(d, str) else d}
-    _check_keys(d, {"sources", "limit"}, ctx)
-    srcs = d.get("sources")
-    if not isinstance(srcs, list) or not srcs:
-        raise FusekitError(f"{_where(ctx)}.sources: expected a non-empty list of prompt sources")
-    if d.get("limit") is not None:
-        _typed(d["limit"], int, f"{ctx}.limit")
-    return DomainSpec(tuple(_source(s, f"{ctx}.sources[{i}]") for i, s in enumerate(srcs)), d.get("limit"))
+        raise FusekitError(f"recipe: {where}: unknown domain '{name}'{did_you_mean(name, DOMAINS)}; "
+                           f"known: {', '.join(DOMAINS)}")
 
 
-_SAMPLING_TYPES = {"temperature": (int, float), "top_p": (int, float), "repetition_penalty": (int, float),
-                   "max_tokens": int, "n": int, "seed": int}
-_ENGINE_KEYS = {f.name for f in fields(EngineConfig)} - {"name", "model", "engine", "extra", "stop"}
+def _source(spec: SourceSpec, domain: str, where: str) -> None:
+    from .sources import SOURCES
+
+    known = SOURCES.get(spec.name)
+    if known is None:
+        raise FusekitError(f"recipe: {where}: unknown prompt source '{spec.name}'{did_you_mean(spec.name, SOURCES)}; "
+                           f"known: {', '.join(SOURCES)}")
+    if known.domain != domain:
+        raise FusekitError(f"recipe: {where}: source '{spec.name}' gives {known.domain} prompts, "
+                           f"listed under domain '{domain}'")
+    _at_least(spec.limit, 1, f"{where}.limit")
 
 
-def _model(d: Any, ctx: str) -> ModelSpec:
-    allowed = {"name", "model", "engine", "sampling", "n_per_domain", "domains", "stop", "extra"} | _ENGINE_KEYS
-    _check_keys(d, allowed, ctx)
-    if "model" not in d:
-        raise FusekitError(f"{_where(ctx)}: needs 'model' (embedded:NAME, a folder, a .gguf file or a Hub id)")
-    model = _typed(d["model"], str, f"{ctx}.model")
-    engine = d.get("engine", "transformers")
-    if engine not in ENGINES:
-        raise FusekitError(f"{_where(ctx)}.engine: unknown engine '{engine}'; choose one of {', '.join(ENGINES)}")
-    if engine == "openai" and not d.get("base_url"):
-        raise FusekitError(f"{_where(ctx)}: engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-    sampling = _check_keys(d.get("sampling", {}), set(_SAMPLING_TYPES), f"{ctx}.sampling")
-    for k, v in sampling.items():
-        _typed(v, _SAMPLING_TYPES[k], f"{ctx}.sampling.{k}")
-    sp = SamplingParams(**sampling)
-    if sp.n < 1 or sp.max_tokens < 1 or not 0 < sp.top_p <= 1 or sp.temperature < 0:
-        raise FusekitError(f"{_where(ctx)}.sampling: need n ≥ 1, max_tokens ≥ 1, 0 < top_p ≤ 1, temperature ≥ 0; got {sampling}")
-    eng_kw = {k: d[k] for k in _ENGINE_KEYS if k in d}
-    for k in ("batch_size", "concurrency", "max_retries"):
-        if k in eng_kw:
-            _typed(eng_kw[k], int, f"{ctx}.{k}")
-    stop = d.get("stop", [])
-    if isinstance(stop, str):
-        stop = [stop]
-    npd = _check_keys(d.get("n_per_domain", {}), set(DOMAINS), f"{ctx}.n_per_domain")
-    doms = d.get("domains")
-    if doms is not None:
-        for x in doms:
-            if x not in DOMAINS:
-                raise FusekitError(f"{_where(ctx)}.domains: unknown domain '{x}'; known: {', '.join(DOMAINS)}")
-    name = _typed(d.get("name") or model.split("/")[-1].replace("embedded:", ""), str, f"{ctx}.name")
-    cfg = EngineConfig(name=name, model=model, engine=engine, stop=tuple(stop), extra=d.get("extra", {}), **eng_kw)
-    return ModelSpec(cfg, sp, {k: _typed(v, int, f"{ctx}.n_per_domain.{k}") for k, v in npd.items()},
-                     tuple(doms) if doms is not None else None)
+def _domain(name: str, raw: Any) -> DomainSpec:
+    where = f"domains.{name}"
+    _domain_name(name, "domains")
+    if isinstance(raw, (list, str)):  # short form: just the sources
+        raw = {"sources": [raw] if isinstance(raw, str) else raw}
+    if isinstance(raw, dict) and isinstance(raw.get("sources"), list):
+        raw = {**raw, "sources": [{"name": s} if isinstance(s, str) else s for s in raw["sources"]]}
+    spec = build(DomainSpec, raw, f"recipe: {where}")
+    if not spec.sources:
+        raise FusekitError(f"recipe: {where}.sources: expected a non-empty list of prompt sources")
+    for i, src in enumerate(spec.sources):
+        _source(src, name, f"{where}.sources[{i}]")
+    _at_least(spec.limit, 1, f"{where}.limit")
+    return spec
+
+
+def _check_sampling(sp: SamplingParams, where: str) -> None:
+    if sp.n < 1 or sp.max_tokens < 1 or not 0 < sp.top_p <= 1 or sp.temperature < 0 or sp.repetition_penalty <= 0:
+        raise FusekitError(f"recipe: {where}.sampling: need n >= 1, max_tokens >= 1, 0 < top_p <= 1, "
+                           f"temperature >= 0, repetition_penalty > 0; got {dataclasses.asdict(sp)}")
+
+
+def _endpoint(block: _ModelBlock, where: str) -> EndpointSettings | None:
+    given = {k: getattr(block, k) for k in _ENDPOINT_KEYS if getattr(block, k) is not None}
+    if block.engine != "openai":
+        stray = [k for k in ("base_url", *_ENDPOINT_KEYS) if getattr(block, k) is not None]
+        if stray:
+            raise FusekitError(f"recipe: {where}: {', '.join(stray)} only apply to engine 'openai' "
+                               f"(this model's engine is '{block.engine}')")
+        return None
+    if not block.base_url:
+        raise FusekitError(f"recipe: {where}: engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+    _at_least(block.concurrency, 1, f"{where}.concurrency")
+    _at_least(block.max_retries, 0, f"{where}.max_retries")
+    if block.timeout is not None and not (block.timeout > 0 and math.isfinite(block.timeout)):
+        raise FusekitError(f"recipe: {where}.timeout must be a positive number of seconds, got {block.timeout}")
+    return EndpointSettings(base_url=block.base_url, model=block.model, **given)
+
+
+def _model(raw: Any, where: str) -> ModelSpec:
+    if isinstance(raw, dict) and "model" not in raw:
+        raise FusekitError(f"recipe: {where}: needs 'model' (embedded:NAME, a folder, a .gguf file or a Hub id)")
+    block = build(_ModelBlock, raw, f"recipe: {where}")
+    if block.engine not in ENGINES:
+        raise FusekitError(f"recipe: {where}.engine: unknown engine '{block.engine}'"
+                           f"{did_you_mean(block.engine, ENGINES)}; choose one of {', '.join(ENGINES)}")
+    _check_sampling(block.sampling, where)
+    for d, n in block.n_per_domain.items():
+        _domain_name(d, f"{where}.n_per_domain")
+        _at_least(n, 1, f"{where}.n_per_domain.{d}")
+    for d in block.domains or ():
+        _domain_name(d, f"{where}.domains")
+    _at_least(block.batch_size, 1, f"{where}.batch_size")
+    try:
+        Resources.from_extra(block.extra)
+    except FusekitError as e:
+        raise FusekitError(f"recipe: {where}: {str(e).removeprefix('recipe: ')}") from None
+    engine_kw = {k: getattr(block, k) for k in ("batch_size", "system_prompt", "fold_system")
+                 if getattr(block, k) is not None}
+    name = block.name or block.model.split("/")[-1].replace("embedded:", "")
+    stop = (block.stop,) if isinstance(block.stop, str) else tuple(block.stop)
+    engine = EngineConfig(name=name, model=block.model, engine=block.engine, endpoint=_endpoint(block, where),
+                          stop=stop, extra=block.extra, **engine_kw)
+    return ModelSpec(engine, block.sampling, dict(block.n_per_domain),
+                     tuple(block.domains) if block.domains is not None else None)
+
+
+def parse_scoring(raw: dict[str, Any] | None, where: str = "recipe: scoring") -> ScoringConfig:
+    """The ``scoring:`` block with the FuseChat-3.0 defaults filled in; the reward block is checked
+    by ``fusedata.rewards.validate_spec``, which loads nothing."""
+    from .rewards import validate_spec
+
+    cfg = build(ScoringConfig, raw or {}, where)
+    for d, scorers in cfg.domains.items():
+        _domain_name(d, "scoring.domains")
+        for s in scorers:
+            if s not in SCORERS:
+                raise FusekitError(f"{where}.domains.{d}: unknown scorer '{s}'{did_you_mean(s, SCORERS)}; "
+                                   f"known: {', '.join(SCORERS)}")
+    _at_least(cfg.batch_size, 1, "scoring.batch_size")
+    cfg = dataclasses.replace(cfg, domains={**DEFAULT_DOMAINS, **cfg.domains}, reward=cfg.reward or DEFAULT_REWARD)
+    for scorer in SCORERS:
+        try:
+            cfg.resources(scorer)
+        except FusekitError as e:
+            raise FusekitError(f"{where}.{scorer}: {str(e).removeprefix('recipe: ')}") from None
+    try:
+        validate_spec(cfg.reward_spec)
+    except FusekitError as e:
+        raise FusekitError(f"{where}.reward: {e}") from None
+    return cfg
+
+
+def _check_window(win: tuple[float, ...] | None, where: str) -> None:
+    if win is not None and (len(win) != 2 or win[0] > win[1]):
+        raise FusekitError(f"recipe: {where}: a gap window is [low, high] with low <= high, got {list(win)}")
+
+
+def parse_pairs(raw: dict[str, Any] | None, where: str = "recipe: pairs") -> PairsConfig:
+    """The ``pairs:`` block: the method, its split and its options, every value range-checked."""
+    cfg = build(PairsConfig, raw or {}, where)
+    if cfg.method not in METHODS:
+        raise FusekitError(f"{where}.method: unknown pair method '{cfg.method}'{did_you_mean(cfg.method, METHODS)}; "
+                           f"choose one of {', '.join(METHODS)}")
+    if not 0.0 <= cfg.test_fraction < 1.0:
+        raise FusekitError(f"{where}.test_fraction must be in [0, 1), got {cfg.test_fraction}")
+    if not 0.0 <= cfg.sft_ratio <= 1.0:
+        raise FusekitError(f"{where}.sft_ratio must be in [0, 1], got {cfg.sft_ratio}")
+    if isinstance(cfg.gap, dict):
+        for d, win in cfg.gap.items():
+            if d != "default":
+                _domain_name(d, "pairs.gap")
+            _check_window(win, f"pairs.gap.{d}")
+    else:
+        _check_window(cfg.gap, "pairs.gap")
+    _at_least(cfg.m, 1, "pairs.m")
+    if not cfg.tau > 0:
+        raise FusekitError(f"{where}.tau must be > 0, got {cfg.tau}")
+    return cfg
 
 
 def parse(raw: Any, *, origin: str = "recipe") -> Recipe:
+    """A validated :class:`Recipe` from a parsed YAML mapping; every mistake is one FusekitError."""
     if not isinstance(raw, dict):
         raise FusekitError(f"{origin}: a recipe is a YAML mapping, got {type(raw).__name__}")
-    _check_keys(raw, {"name", "out", "domains", "models", "target", "scoring", "pairs"}, "")
-    doms = raw.get("domains")
-    if not isinstance(doms, dict) or not doms:
+    top = build(_RecipeFile, raw, "recipe")
+    if not top.domains:
         raise FusekitError("recipe: 'domains' must map at least one domain to its prompt sources")
-    models_raw = raw.get("models")
-    if not isinstance(models_raw, list) or not models_raw:
+    if not top.models:
         raise FusekitError("recipe: 'models' must list at least one source model")
-    models = tuple(_model(m, f"models[{i}]") for i, m in enumerate(models_raw))
-    names = [m.name for m in models]
-    dup = {n for n in names if names.count(n) > 1}
+    models = tuple(_model(m, f"models[{i}]") for i, m in enumerate(top.models))
+    target = _model(top.target, "target") if top.target else None
+    names = [m.name for m in models] + ([target.name] if target else [])
+    dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise FusekitError(f"recipe: model names must be unique; repeated: {', '.join(sorted(dup))}")
-    return Recipe(
-        name=str(raw.get("name", "fusekit-run")),
-        out=str(raw.get("out", f"runs/{raw.get('name', 'fusekit-run')}")),
-        domains={k: _domain(k, v) for k, v in doms.items()},
-        models=models,
-        target=_model(raw["target"], "target") if raw.get("target") else None,
-        scoring=raw.get("scoring") or {},
-        pairs=raw.get("pairs") or {},
-        raw=raw,
-    )
+        raise FusekitError(f"recipe: model names must be unique (the target's too); repeated: {', '.join(dup)}")
+    pairs = parse_pairs(top.pairs)
+    if pairs.method == "wrpo" and target is None:
+        raise FusekitError("recipe: pairs.method 'wrpo' needs a 'target' model in the recipe "
+                           "(the model that will be trained)")
+    return Recipe(name=top.name, out=top.out or f"runs/{top.name}",
+                  domains={k: _domain(k, v) for k, v in top.domains.items()}, models=models, target=target,
+                  scoring=parse_scoring(top.scoring), pairs=pairs, raw=raw)
 
 
-def load(path: str | Path | None = None) -> Recipe:
-    """Load a recipe file, or the embedded default when ``path`` is None."""
+def load_raw(path: str | Path | None = None) -> dict[str, Any]:
+    """A recipe file's mapping, or the embedded default's when ``path`` is None."""
     if path is None:
-        text, origin = resources.files("fusedata.recipes").joinpath(DEFAULT_RECIPE).read_text("utf-8"), "default recipe"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise FusekitError(f"recipe file not found: {path}")
-        text, origin = p.read_text("utf-8"), str(p)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise FusekitError(f"{origin}: not valid YAML: {e}") from None
-    return parse(raw, origin=origin)
+        return load_yaml(Path(str(resources.files("fusedata.recipes").joinpath(DEFAULT_RECIPE))))
+    return load_yaml(path)
+
+
+def load(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Recipe:
+    """Load a recipe file (the embedded default when ``path`` is None), apply ``key=value``
+    overrides to it (``models.0.sampling.n=4``), and check the result like the file."""
+    origin = str(path) if path is not None else "default recipe"
+    return parse(apply_overrides(load_raw(path), overrides), origin=origin)
 
 
 def override(recipe: Recipe, *, domains: list[str] | None = None, out: str | None = None, limit: int | None = None,
              models: list[str] | None = None, n: int | None = None, max_tokens: int | None = None) -> Recipe:
-    """Apply CLI flags. ``--domains`` keeps the named domains (each must be in the recipe)."""
-    import dataclasses
-
+    """Apply the CLI's shortcut flags. ``--domains`` keeps the named domains (each must be in the recipe)."""
+    for flag, value in (("--limit", limit), ("--n", n), ("--max-tokens", max_tokens)):
+        if value is not None and value < 1:
+            raise FusekitError(f"{flag} must be >= 1, got {value}")
     doms = dict(recipe.domains)
     if domains:
         for d in domains:
-            if d not in DOMAINS:
-                raise FusekitError(f"unknown domain '{d}'; known: {', '.join(DOMAINS)}")
+            _domain_name(d, "--domains")
             if d not in doms:
                 raise FusekitError(f"domain '{d}' has no prompt sources in this recipe; it has: {', '.join(doms)}")
         doms = {d: doms[d] for d in domains}
@@ -234,14 +404,13 @@ def override(recipe: Recipe, *, domains: list[str] | None = None, out: str | Non
         doms = {k: dataclasses.replace(v, limit=limit) for k, v in doms.items()}
     ms = recipe.models
     if models:
-        known = {m.name for m in ms}
+        known = [m.name for m in ms]
         for m in models:
             if m not in known:
-                raise FusekitError(f"unknown model '{m}'; the recipe has: {', '.join(sorted(known))}")
+                raise FusekitError(f"unknown model '{m}'{did_you_mean(m, known)}; the recipe has: {', '.join(known)}")
         ms = tuple(m for m in ms if m.name in models)
     if n is not None or max_tokens is not None:
-        def upd(m: ModelSpec) -> ModelSpec:
-            sp = dataclasses.replace(m.sampling, **{k: v for k, v in (("n", n), ("max_tokens", max_tokens)) if v is not None})
-            return dataclasses.replace(m, sampling=sp, n_per_domain={} if n is not None else m.n_per_domain)
-        ms = tuple(upd(m) for m in ms)
+        changes = {k: v for k, v in (("n", n), ("max_tokens", max_tokens)) if v is not None}
+        ms = tuple(dataclasses.replace(m, sampling=dataclasses.replace(m.sampling, **changes),
+                                       n_per_domain={} if n is not None else m.n_per_domain) for m in ms)
     return dataclasses.replace(recipe, domains=doms, models=ms, out=out or recipe.out)

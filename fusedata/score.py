@@ -22,49 +22,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .cluster import Executor, LocalExecutor, Resources
+from .cluster import Executor, LocalExecutor
 from .errors import FusekitError
+from .recipe import ScoringConfig, verifier_kwargs
 from .records import DOMAINS, Prompt, Response, Score
 from .store import RunStore
-
-DEFAULT_DOMAINS = {"instruction": ["reward"], "math": ["math", "reward"], "code": ["code", "reward"], "zh": ["reward"]}
-DEFAULT_REWARD = {"kind": "judge", "model": "embedded:smollm2-135m"}
-SCORERS = ("math", "code", "reward")
-
-
-@dataclass(frozen=True)
-class ScoringConfig:
-    domains: dict[str, list[str]]
-    reward: dict[str, Any]
-    math: dict[str, Any] = field(default_factory=dict)
-    code: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 64
-    # Per scorer, what a replica needs on a Ray cluster (``ray:`` under scoring.math/code/reward).
-    resources: dict[str, Resources] = field(default_factory=dict)
-
-
-def parse_config(raw: dict[str, Any] | None) -> ScoringConfig:
-    """The recipe's ``scoring:`` block, with the defaults of the FuseChat-3.0 setup."""
-    raw = dict(raw or {})
-    allowed = {"domains", "reward", "math", "code", "batch_size"}
-    for k in raw:
-        if k not in allowed:
-            raise FusekitError(f"recipe: scoring: unknown key '{k}'; allowed: {', '.join(sorted(allowed))}")
-    doms = {**DEFAULT_DOMAINS, **(raw.get("domains") or {})}
-    for d, scorers in doms.items():
-        if d not in DOMAINS:
-            raise FusekitError(f"recipe: scoring.domains: unknown domain '{d}'; known: {', '.join(DOMAINS)}")
-        bad = [s for s in scorers if s not in SCORERS]
-        if bad:
-            raise FusekitError(f"recipe: scoring.domains.{d}: unknown scorer '{bad[0]}'; known: {', '.join(SCORERS)}")
-    for k, keys in (("math", {"timeout", "workers"}), ("code", {"timeout", "workers", "memory_mb"})):
-        for key in raw.get(k) or {}:
-            if key not in keys | {"ray"}:
-                raise FusekitError(f"recipe: scoring.{k}: unknown key '{key}'; allowed: {', '.join(sorted(keys | {'ray'}))}")
-    blocks = {k: dict(raw.get(k) or {}) for k in ("math", "code", "reward")}
-    resources = {k: Resources.from_extra({"ray": b.pop("ray", None)}) for k, b in blocks.items()}
-    return ScoringConfig(doms, blocks["reward"] or DEFAULT_REWARD, blocks["math"], blocks["code"],
-                         int(raw.get("batch_size", 64)), resources)
 
 
 @dataclass
@@ -75,12 +37,11 @@ class ScoreReport:
     isolation: str = ""
 
 
-def _pending(store: RunStore, cfg: ScoringConfig, prompts: dict[str, Prompt], scorer_kind: str,
-             scorer_name: str) -> list[Response]:
-    done = store.scored_keys(scorer_name)
+def _pending(responses: list[Response], cfg: ScoringConfig, prompts: dict[str, Prompt], scorer_kind: str,
+             done: set[tuple[str, str, str, int]]) -> list[Response]:
     # In key order, not store order: a cluster run stores responses as they land, and the same
     # chunks (hence the same padding in a reward model's batches) must give the same scores.
-    return sorted((r for r in store.responses(ok_only=True)
+    return sorted((r for r in responses
                    if r.prompt_id in prompts and scorer_kind in cfg.domains.get(prompts[r.prompt_id].domain, [])
                    and r.key not in done), key=lambda r: r.key)
 
@@ -89,14 +50,15 @@ def _chunks(xs: list, n: int) -> list[list]:
     return [xs[i:i + n] for i in range(0, len(xs), n)]
 
 
-def _score(r: Response, scorer: str, value: float | None, label: str | None, detail: dict, error: str | None = None) -> Score:
+def _score(r: Response, scorer: str, value: float | None, label: str | None, detail: dict,
+           error: str | None = None) -> Score:
     return Score(r.prompt_id, r.model, r.settings_hash, r.sample_idx, scorer, value, label, detail, error)
 
 
 def _math_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: ScoringConfig) -> list[Score]:
     from .verifiers import verify_math_batch
 
-    results = verify_math_batch([(r.text, prompts[r.prompt_id].gold) for r in batch], **cfg.math)
+    results = verify_math_batch([(r.text, prompts[r.prompt_id].gold) for r in batch], **verifier_kwargs(cfg.math))
     out = []
     for r, res in zip(batch, results):
         d = res.to_dict()
@@ -112,7 +74,7 @@ def _math_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: Scoring
 def _code_scores(batch: list[Response], prompts: dict[str, Prompt], cfg: ScoringConfig) -> list[Score]:
     from .verifiers import verify_code_batch
 
-    results = verify_code_batch([(r.text, prompts[r.prompt_id].tests) for r in batch], **cfg.code)
+    results = verify_code_batch([(r.text, prompts[r.prompt_id].tests) for r in batch], **verifier_kwargs(cfg.code))
     out = []
     for r, res in zip(batch, results):
         d = res.to_dict()
@@ -169,6 +131,7 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
     executor = executor or LocalExecutor()
     rep = ScoreReport()
     prompts = {p.id: p for p in store.prompts()}
+    responses = store.responses(ok_only=True)
     for p in prompts.values():
         for s in cfg.domains.get(p.domain, []):
             if s == "math" and p.gold is None:
@@ -176,10 +139,17 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
             if s == "code" and not p.tests:
                 rep.errors.append(f"code prompt {p.id[:12]} ({p.source}) has no tests: its responses are skipped")
 
-    def run(task_name: str, kind: str, make_worker, todo: list[Response], resources: Resources) -> None:
-        task = bar.add_task(task_name, total=len(todo), tokens=0, failed=0)
+    def run(kind: str, name: str, make_worker) -> None:
+        todo = _pending(responses, cfg, prompts, kind, store.scored_keys(name))
+        if not todo:
+            return
+        if kind == "code":
+            from .verifiers import sandbox_isolation
+
+            rep.isolation = sandbox_isolation(detail=True)
+        task = bar.add_task(f"score: {name}", total=len(todo), tokens=0, failed=0)
         chunks = _chunks([(r, prompts[r.prompt_id]) for r in todo], cfg.batch_size)
-        stream = executor.map(make_worker, chunks, resources)
+        stream = executor.map(make_worker, chunks, cfg.resources(kind))
         try:
             for scores in stream:
                 store.put_scores(scores)
@@ -191,29 +161,15 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
 
     with progress_bar(console) as bar:
         for kind in ("math", "code"):
-            todo = _pending(store, cfg, prompts, kind, kind)
-            if not todo:
-                continue
-            if kind == "code":
-                from .verifiers import sandbox_isolation
-
-                rep.isolation = sandbox_isolation(detail=True)
-            run(f"score: {kind}", kind, functools.partial(VerifierWorker, kind, cfg), todo,
-                cfg.resources.get(kind, Resources()))
+            run(kind, kind, functools.partial(VerifierWorker, kind, cfg))
         reward_domains = {d for d, v in cfg.domains.items() if "reward" in v}
         if any(p.domain in reward_domains for p in prompts.values()):
             try:
-                name = scorer_name(cfg.reward)
-            except FusekitError as e:
+                name = scorer_name(cfg.reward_spec)
+                if name:
+                    run("reward", name, functools.partial(RewardWorker, cfg.reward_spec, name))
+            except FusekitError as e:  # the model would not load: the run goes on without rewards
                 rep.reward_error = f"reward scores not computed: {e}"
-                name = None
-            todo = _pending(store, cfg, prompts, "reward", name) if name else []
-            if todo:
-                try:
-                    run(f"score: {name}", "reward", functools.partial(RewardWorker, cfg.reward, name), todo,
-                        cfg.resources.get("reward", Resources()))
-                except FusekitError as e:  # the model would not load: the run goes on without rewards
-                    rep.reward_error = f"reward scores not computed: {e}"
     store.set_meta("scoring", {"reward": cfg.reward, "domains": cfg.domains, "isolation": rep.isolation})
     return rep
 

@@ -45,7 +45,8 @@ BASE = "embedded:smollm2-135m"
 def stage_commands(out: Path, small: bool) -> dict[str, list[str]]:
     data, model, evals = out / "data", out / "model", out / "evals"
     build = ["fusedata", "build", str(HERE / "demo" / "fusedata.yaml"), "--out", str(data)]
-    train = ["trainer", "train", str(HERE / "demo" / "trainer.yaml"), f"data.path={data / 'dataset'}", "-o", str(model)]
+    # The run folder as data.path stands for the dataset folder the build wrote in it.
+    train = ["trainer", "train", str(HERE / "demo" / "trainer.yaml"), f"data.path={data}", "--out", str(model)]
     # The embedded judge is SmolLM2-135M: it rarely writes MT-Bench's "[[rating]]" on its own, so its
     # reply is started with "Rating: [[" and it only has to finish the number (recorded in the report).
     run = ["evals", "run", "--bench", "mt-bench", "--limit", "4", "--model", f"base={BASE}",
@@ -80,24 +81,28 @@ def train_command(cmd: list[str], model: Path) -> list[str] | None:
     return cmd + ["--resume"] if any((model / "checkpoints").glob("step-*")) else cmd
 
 
-def dataset_counts(folder: Path) -> dict[str, int]:
-    """Rows per config, read back with `datasets` as a user would."""
-    from datasets import disable_progress_bars, load_dataset
+def dataset_folder(out: Path, console: Console) -> Path:
+    """The folder the build wrote, as its summary records it; stop when it wrote none."""
+    dataset = json.loads((out / "data" / "summary.json").read_text()).get("dataset")
+    if not dataset:
+        console.print("[bold red]the build wrote no dataset[/]; see its output above")
+        sys.exit(1)
+    return Path(dataset["folder"])
 
-    from trainer.data import FRESH  # `datasets` would serve another folder named `dataset` from its cache
+
+def dataset_counts(folder: Path) -> dict[str, int]:
+    """Rows per config, read back with the plain `load_dataset(folder, config)` a user would type."""
+    from datasets import disable_progress_bars, load_dataset
 
     disable_progress_bars()
     configs = [p.name for p in (folder / "data").iterdir() if p.is_dir() and any(p.glob("*.parquet"))]
-    return {c: load_dataset(str(folder), c, split="train", **FRESH).num_rows for c in sorted(configs)}
+    return {c: load_dataset(str(folder), c, split="train").num_rows for c in sorted(configs)}
 
 
-def summarise(out: Path, seconds: dict[str, float], console: Console) -> dict:
-    from fusedata.store import RunStore
-
+def summarise(out: Path, dataset: Path, seconds: dict[str, float], console: Console) -> dict:
     data_summary = json.loads((out / "data" / "summary.json").read_text())
-    counts = dataset_counts(out / "data" / "dataset")
-    with RunStore(out / "data") as store:  # the target's samples are drawn after summary.json is written
-        responses = {m: int(s["responses"]) for m, s in store.response_stats().items()}
+    counts = dataset_counts(dataset)
+    responses = {m: int(s["responses"]) for m, s in data_summary["models"].items()}
     train = json.loads((out / "model" / "summary.json").read_text())
     rows = [json.loads(line) for line in (out / "model" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     with open(out / "evals" / "mt-bench" / "leaderboard.csv", newline="") as fh:
@@ -112,7 +117,7 @@ def summarise(out: Path, seconds: dict[str, float], console: Console) -> dict:
         "mt_bench": {m: {k: _num(r.get(k)) for k in ("score", "turn_1", "turn_2", "n_judged", "n_failed")}
                      for m, r in board.items()},
         "artefacts": {
-            "dataset": str(out / "data" / "dataset"), "dataset card": str(out / "data" / "dataset" / "README.md"),
+            "dataset": str(dataset), "dataset card": str(dataset / "README.md"),
             "model": str(out / "model"), "model card": str(out / "model" / "README.md"),
             "training curves": str(out / "model" / "curves.png"), "eval report": str(out / "evals" / "report.md"),
             "leaderboard": str(out / "evals" / "mt-bench" / "leaderboard.csv"),
@@ -167,6 +172,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cmds = stage_commands(args.out, args.small)
     seconds = {"build": run_stage("1/3 fusedata build", cmds["build"], console)}
+    dataset = dataset_folder(args.out, console)
     train = train_command(cmds["train"], args.out / "model")
     if train is None:
         console.rule("[bold]2/3 trainer train")
@@ -177,7 +183,7 @@ def main() -> None:
     seconds["eval"] = run_stage("3/3 evals run", cmds["eval"], console)
     seconds["total"] = time.perf_counter() - t0
     console.rule("[bold]summary")
-    summarise(args.out, seconds, console)
+    summarise(args.out, dataset, seconds, console)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 It is a fake because no upload-capable Hub server exists offline: the PyPI candidates are a
 CLI wrapper without its server binary and a read-only caching proxy (see
-``shared/reference/data.md`` section 8). It speaks only the subset of the Hub HTTP API that
+``docs/data.md#publishing-to-the-hub``). It speaks only the subset of the Hub HTTP API that
 ``HfApi.create_repo`` + ``HfApi.upload_folder`` (huggingface_hub 2.4) use on a dataset repo:
 
 - ``POST /api/repos/create`` - 200 with the repo URL, 409 when the repo already exists;

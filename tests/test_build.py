@@ -26,8 +26,9 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def write_recipe(path: Path, **over) -> Path:
-    recipe = {"name": "t", "out": str(path.parent / "run"), "domains": {"math": {"sources": ["embedded:math"], "limit": 5},
-                                                                      "code": {"sources": ["embedded:code"], "limit": 5}}}
+    recipe = {"name": "t", "out": str(path.parent / "run"),
+              "domains": {"math": {"sources": ["embedded:math"], "limit": 5},
+                          "code": {"sources": ["embedded:code"], "limit": 5}}}
     recipe.update(over)
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -54,8 +55,10 @@ def test_build_writes_every_response_once_and_a_summary(tmp_path, tiny_llama):
     assert res.returncode == 0, res.stderr
     out = tmp_path / "run"
     # 10 prompts × (2 + 3) samples
-    assert rows(out, "SELECT COUNT(*), COUNT(DISTINCT prompt_id || model || settings_hash || sample_idx) FROM responses") == [(50, 50)]
-    assert rows(out, "SELECT domain, COUNT(*) FROM prompts GROUP BY domain ORDER BY domain") == [("code", 5), ("math", 5)]
+    assert rows(out, "SELECT COUNT(*), COUNT(DISTINCT prompt_id || model || settings_hash || sample_idx) "
+                     "FROM responses") == [(50, 50)]
+    assert rows(out, "SELECT domain, COUNT(*) FROM prompts GROUP BY domain ORDER BY domain") == \
+        [("code", 5), ("math", 5)]
     assert rows(out, "SELECT COUNT(*) FROM responses WHERE error IS NOT NULL OR text IS NULL") == [(0,)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prompts"] == {"math": 5, "code": 5}
@@ -69,11 +72,11 @@ def test_build_writes_every_response_once_and_a_summary(tmp_path, tiny_llama):
     assert rows(out, "SELECT prompt_id, model, sample_idx, text, updated FROM responses ORDER BY 1, 2, 3") == before
     assert json.loads((out / "summary.json").read_text())["new_responses"] == {}
     # --domains narrows the run; raising n adds samples without redoing the old ones.
-    more = run_cli("build", str(recipe), "--domains", "math", "--models", "tiny-a", "--n", "3", "--no-score")
+    more = run_cli("build", str(recipe), "--domains", "math", "--model", "tiny-a", "--n", "3", "--no-score")
     assert more.returncode == 0, more.stderr
     assert rows(out, "SELECT COUNT(*) FROM responses WHERE model = 'tiny-a'") == [(25,)]
-    assert rows(out, "SELECT text, updated FROM responses WHERE model = 'tiny-a' AND sample_idx < 2 ORDER BY prompt_id, sample_idx") == \
-        [(t, u) for p, m, i, t, u in before if m == "tiny-a"]
+    assert rows(out, "SELECT text, updated FROM responses WHERE model = 'tiny-a' AND sample_idx < 2 "
+                     "ORDER BY prompt_id, sample_idx") == [(t, u) for p, m, i, t, u in before if m == "tiny-a"]
 
 
 def test_killed_build_resumes_without_loss_or_duplicates(tmp_path, tiny_llama):
@@ -114,11 +117,13 @@ def test_failed_requests_are_stored_and_retried_on_the_next_run(tmp_path):
     with FlakyOpenAI(fail_first=10**6, status=503) as srv:
         models = [{"name": "remote", "model": "flaky", "engine": "openai", "base_url": srv.url, "max_retries": 0,
                    "sampling": {"max_tokens": 8, "n": 2}}]
-        recipe = write_recipe(tmp_path / "r.yaml", models=models, domains={"math": {"sources": ["embedded:math"], "limit": 3}})
+        recipe = write_recipe(tmp_path / "r.yaml", models=models,
+                              domains={"math": {"sources": ["embedded:math"], "limit": 3}})
         res = run_cli("build", str(recipe), "--no-score")
         assert res.returncode == 0, res.stderr
         out = tmp_path / "run"
-        assert rows(out, "SELECT COUNT(*), MIN(error), MAX(text IS NULL) FROM responses") == [(6, "HTTP 503: failing on purpose", 1)]
+        assert rows(out, "SELECT COUNT(*), MIN(error), MAX(text IS NULL) FROM responses") == \
+            [(6, "HTTP 503: failing on purpose", 1)]
         assert "6 failed requests stored" in res.stderr
         srv.fail_first = 0  # the endpoint recovers
         res = run_cli("build", str(recipe), "--no-score")
@@ -128,7 +133,8 @@ def test_failed_requests_are_stored_and_retried_on_the_next_run(tmp_path):
 
 
 def test_bad_input_exits_2_with_one_line_and_keeps_the_run(tmp_path, tiny_llama):
-    good = write_recipe(tmp_path / "r.yaml", models=tiny_models(tiny_llama)[:1], domains={"math": {"sources": ["embedded:math"], "limit": 2}})
+    good = write_recipe(tmp_path / "r.yaml", models=tiny_models(tiny_llama)[:1],
+                        domains={"math": {"sources": ["embedded:math"], "limit": 2}})
     assert run_cli("build", str(good), "--no-score").returncode == 0
     out = tmp_path / "run"
     kept = rows(out, "SELECT * FROM responses ORDER BY 1, 2, 3, 4")
@@ -139,8 +145,8 @@ def test_bad_input_exits_2_with_one_line_and_keeps_the_run(tmp_path, tiny_llama)
     cases = {
         "unknown domain": (["build", str(good), "--domains", "physics"], "unknown domain 'physics'"),
         "malformed recipe": ([ "build", str(tmp_path / "broken.yaml")], "not valid YAML"),
-        "missing model": (["build", str(write_recipe(tmp_path / "m.yaml", models=[{"name": "gone", "model": str(tmp_path / "no" / "model")}]))],
-                          "model not found"),
+        "missing model": (["build", str(write_recipe(tmp_path / "m.yaml", models=[
+            {"name": "gone", "model": str(tmp_path / "no" / "model")}]))], "model not found"),
         "unreachable endpoint": (["build", str(write_recipe(tmp_path / "u.yaml", models=[
             {"name": "remote", "model": "m", "engine": "openai", "base_url": "http://127.0.0.1:9/v1", "timeout": 5}]))],
             "endpoint http://127.0.0.1:9/v1 is unreachable"),
@@ -165,7 +171,8 @@ def test_default_recipe_math_code_on_embedded_models(tmp_path):
     res = run_cli("build", "--domains", "math,code", "--limit", "1", "--n", "1", "--max-tokens", "24",
                   "--out", str(tmp_path / "run"), timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    got = rows(tmp_path / "run", "SELECT model, COUNT(*), SUM(error IS NULL), SUM(LENGTH(text) > 0) FROM responses GROUP BY model ORDER BY model")
+    got = rows(tmp_path / "run", "SELECT model, COUNT(*), SUM(error IS NULL), SUM(LENGTH(text) > 0) FROM responses "
+                                 "GROUP BY model ORDER BY model")
     # Both sources answered both prompts; a tiny base model may legitimately stop at once (empty text).
     assert [g[:3] for g in got] == [("gemma3-270m", 2, 2), ("smollm2-135m", 2, 2)]
     assert all(g[3] >= 1 for g in got)

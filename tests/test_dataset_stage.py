@@ -1,36 +1,49 @@
 """The whole `fusedata build` on tiny models through the CLI: generate → score → pairs → dataset
 folder + card, `fusedata pairs --method wrpo` with the target's own samples, `inspect`, and
-`push` (dry run, then to the loopback fake Hub)."""
+`push` (dry run, then to the loopback fake Hub); two runs' folders loaded side by side."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 
 from tests.hub_server import FakeHub
 from tests.test_build import rows, run_cli, write_recipe
 
 
-def test_build_to_dataset_then_wrpo_inspect_and_push(tmp_path, tiny_llama, tiny_rm):
+def tiny_recipe(path: Path, tiny_llama: Path, tiny_rm: Path, prompts: int) -> Path:
     models = [
         {"name": "tiny-a", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3}},
         {"name": "tiny-b", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3, "seed": 5}},
     ]
-    recipe = write_recipe(
-        tmp_path / "r.yaml", models=models,
-        domains={"instruction": {"sources": ["embedded:instruction"], "limit": 12}},
+    return write_recipe(
+        path, models=models,
+        domains={"instruction": {"sources": ["embedded:instruction"], "limit": prompts}},
         target={"name": "tiny-target", "model": str(tiny_llama), "sampling": {"max_tokens": 8, "n": 3, "seed": 9}},
         scoring={"reward": {"kind": "seqcls", "model": str(tiny_rm)}},
         # A random reward model's gaps are tiny: an open window keeps every same-source pair.
         # The random tiny model never stops by itself: keep its "length" finishes.
         pairs={"method": "fusechat3", "gap": [0.0, 100.0], "test_fraction": 0.2, "keep_truncated": True},
     )
+
+
+def dataset_folder(run: Path) -> Path:
+    """The folder the build wrote, as its summary records it (its name is unique to its rows)."""
+    return Path(json.loads((run / "summary.json").read_text())["dataset"]["folder"])
+
+
+def test_build_to_dataset_then_wrpo_inspect_and_push(tmp_path, tiny_llama, tiny_rm):
+    recipe = tiny_recipe(tmp_path / "r.yaml", tiny_llama, tiny_rm, 12)
     res = run_cli("build", str(recipe))
     assert res.returncode == 0, res.stderr[-3000:]
     out = tmp_path / "run"
-    ds = out / "dataset"
+    ds = dataset_folder(out)
+    assert ds.parent == out and ds.name.startswith("t-fusechat3-") and f'load_dataset("{ds}"' in \
+        res.stderr.replace("\n", "")
     sft = datasets.load_dataset(str(ds), "sft")
     dpo = datasets.load_dataset(str(ds), "dpo")
     n_sft = sum(len(s) for s in sft.values())
@@ -74,3 +87,28 @@ def test_build_to_dataset_then_wrpo_inspect_and_push(tmp_path, tiny_llama, tiny_
     assert got["README.md"] == (ds / "README.md").read_bytes()
     assert run_cli("push", str(tmp_path / "nothing"), "me/mix").returncode == 2
     assert not Path(tmp_path / "nothing").exists()
+
+
+def test_two_runs_load_their_own_rows_with_the_plain_load_dataset(tmp_path, tiny_llama, tiny_rm, monkeypatch):
+    """Every dataset folder used to be called `dataset`, and `datasets` caches a local folder's
+    prepared data under its name: the second run's folder served the first run's rows."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))  # one cache, shared
+    folders = {}
+    for run, prompts in (("small", 3), ("large", 9)):
+        (tmp_path / run).mkdir()
+        recipe = tiny_recipe(tmp_path / run / "r.yaml", tiny_llama, tiny_rm, prompts)
+        # Same recipe name and method in both runs: only the rows tell the folders apart.
+        res = run_cli("build", str(recipe), "pairs.test_fraction=0")
+        assert res.returncode == 0, res.stderr[-3000:]
+        folders[run] = dataset_folder(tmp_path / run / "run")
+    assert folders["small"].name != folders["large"].name
+    written = {run: {c: pq.read_table(f / "data" / c / "train-00000-of-00001.parquet").num_rows for c in ("sft", "dpo")}
+               for run, f in folders.items()}
+    assert sum(written["small"].values()) < sum(written["large"].values())
+    for run, folder in folders.items():
+        got = {c: datasets.load_dataset(str(folder), c, split="train").num_rows for c in ("sft", "dpo")}
+        assert got == written[run], run
+    # Pairing the same rows again keeps the name (and so the cache entry) of the folder.
+    res = run_cli("pairs", str(tmp_path / "small" / "run"), "pairs.test_fraction=0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert dataset_folder(tmp_path / "small" / "run") == folders["small"] and folders["large"].is_dir()

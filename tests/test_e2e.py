@@ -31,14 +31,18 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
     return out, r.stdout
 
 
+def dataset_folder(out: Path) -> Path:
+    """The folder the build wrote; its name is unique to its rows, so `datasets`' cache serves no other run."""
+    return Path(json.loads((out / "data" / "summary.json").read_text())["dataset"]["folder"])
+
+
 def test_dataset_loads_with_datasets(demo):
     from datasets import load_dataset
 
-    from trainer.data import FRESH  # `datasets` caches local folders by name; every fusedata folder is `dataset`
-
     out, _ = demo
-    wrpo = load_dataset(str(out / "data" / "dataset"), "wrpo", split="train", **FRESH)
-    sft = load_dataset(str(out / "data" / "dataset"), "sft", split="train", **FRESH)
+    folder = dataset_folder(out)
+    wrpo = load_dataset(str(folder), "wrpo", split="train")
+    sft = load_dataset(str(folder), "sft", split="train")
     assert wrpo.num_rows >= 1 and sft.num_rows >= 1
     row = wrpo[0]
     # WRPO quadruples as named TRL conversational columns: y_ws from a source, y_wt and y_l from the target
@@ -50,7 +54,7 @@ def test_dataset_loads_with_datasets(demo):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["dataset"]["rows"] == {"sft": sft.num_rows, "wrpo": wrpo.num_rows}
     assert "smollm2-135m-target" in summary["dataset"]["responses"]
-    assert (out / "data" / "dataset" / "README.md").read_text().startswith("---")
+    assert (folder / "README.md").read_text().startswith("---") and summary["artefacts"]["dataset"] == str(folder)
 
 
 def test_trained_model_loads_and_generates(demo):
@@ -70,7 +74,7 @@ def test_trained_model_loads_and_generates(demo):
     metrics = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
     assert train["method"] == "wrpo" and train["steps"] == 2 and len(metrics) == 2
     assert all(m["loss"] > 0 for m in metrics) and metrics[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
-    assert Path(train["data"]).resolve() == (out / "data" / "dataset").resolve()
+    assert Path(train["data"]).resolve() == dataset_folder(out).resolve()
     assert (model_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrpo" in (model_dir / "README.md").read_text().lower()
 
@@ -122,8 +126,8 @@ def test_paper_recipes_parse_and_name_packaged_trainer_recipes():
     for name in ("fusechat3", "wrpo", "demo"):
         path = ROOT / "recipes" / name / "fusedata.yaml"
         r = recipe.load(path)
-        validate_spec(r.scoring["reward"])
+        validate_spec(r.scoring.reward_spec)
         for packaged in re.findall(r"trainer train ([\w.-]+) ", path.read_text()):
             assert (RECIPES_DIR / f"{packaged}.yaml").exists(), packaged
     wrpo = recipe.load(ROOT / "recipes" / "wrpo" / "fusedata.yaml")
-    assert wrpo.target is not None and wrpo.scoring["reward"]["model"] == "RLHFlow/ArmoRM-Llama3-8B-v0.1"
+    assert wrpo.target is not None and wrpo.scoring.reward["model"] == "RLHFlow/ArmoRM-Llama3-8B-v0.1"

@@ -3,11 +3,13 @@ server on loopback), and vLLM (absent here: only its clear error)."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 
 import pytest
 
+from fusedata.endpoint import EndpointSettings
 from fusedata.engines import EngineConfig, GenRequest, make_engine
 from fusedata.errors import FusekitError
 from fusedata.records import Prompt, SamplingParams
@@ -18,6 +20,10 @@ PROMPTS = [
     Prompt.make("code", "t", [{"role": "user", "content": "Write a function add(a, b) that returns a + b."}]),
     Prompt.make("instruction", "t", [{"role": "user", "content": "Give three tips for sleeping better."}]),
 ]
+
+
+def served(name: str, model: str, url: str, **endpoint) -> EngineConfig:
+    return EngineConfig(name=name, model=model, engine="openai", endpoint=EndpointSettings(url, model, **endpoint))
 
 
 def test_transformers_engine_batched_equals_one_by_one(tiny_llama):
@@ -72,8 +78,7 @@ def test_vllm_absent_gives_one_line_error(monkeypatch):
 
 @pytest.mark.slow
 def test_openai_engine_against_real_llama_cpp_server(llama_server):
-    eng = make_engine(EngineConfig(name="smol", model="smollm2-135m", engine="openai", base_url=llama_server,
-                                   concurrency=2))
+    eng = make_engine(served("smol", "smollm2-135m", llama_server, concurrency=2))
     sp = SamplingParams(temperature=0.8, max_tokens=24, n=2, seed=3)
     out = eng.generate([GenRequest(PROMPTS[0], (0, 1)), GenRequest(PROMPTS[2], (0,))], sp)
     eng.close()
@@ -81,7 +86,7 @@ def test_openai_engine_against_real_llama_cpp_server(llama_server):
     assert all(r.ok and r.text and 0 < r.n_output_tokens <= 24 and r.n_input_tokens > 5 for r in out)
     assert all(r.finish_reason in ("stop", "length") for r in out)
     # Seeds are per sample: the same request again gives the same text.
-    eng2 = make_engine(EngineConfig(name="smol", model="smollm2-135m", engine="openai", base_url=llama_server))
+    eng2 = make_engine(served("smol", "smollm2-135m", llama_server))
     again = eng2.generate([GenRequest(PROMPTS[0], (0,))], sp)
     eng2.close()
     assert again[0].text == out[0].text
@@ -89,7 +94,7 @@ def test_openai_engine_against_real_llama_cpp_server(llama_server):
 
 def test_openai_engine_retries_5xx_then_succeeds():
     with FlakyOpenAI(fail_first=2, status=503) as srv:
-        eng = make_engine(EngineConfig(name="f", model="flaky", engine="openai", base_url=srv.url, max_retries=3))
+        eng = make_engine(served("f", "flaky", srv.url, max_retries=3))
         eng_out = eng.generate([GenRequest(PROMPTS[0], (0,))], SamplingParams(max_tokens=8))
         eng.close()
     assert eng_out[0].ok and eng_out[0].text == "The answer is \\boxed{12}."
@@ -98,7 +103,7 @@ def test_openai_engine_retries_5xx_then_succeeds():
 
 def test_openai_engine_gives_up_and_records_the_error():
     with FlakyOpenAI(fail_first=100, status=503) as srv:
-        eng = make_engine(EngineConfig(name="f", model="flaky", engine="openai", base_url=srv.url, max_retries=1))
+        eng = make_engine(served("f", "flaky", srv.url, max_retries=1))
         out = eng.generate([GenRequest(PROMPTS[0], (0,))], SamplingParams(max_tokens=8))
         eng.close()
     assert not out[0].ok and out[0].text is None and out[0].error.startswith("HTTP 503")
@@ -107,7 +112,7 @@ def test_openai_engine_gives_up_and_records_the_error():
 
 def test_openai_engine_does_not_retry_client_errors():
     with FlakyOpenAI(fail_first=100, status=400) as srv:
-        eng = make_engine(EngineConfig(name="f", model="flaky", engine="openai", base_url=srv.url, max_retries=3))
+        eng = make_engine(served("f", "flaky", srv.url, max_retries=3))
         out = eng.generate([GenRequest(PROMPTS[0], (0,))], SamplingParams(max_tokens=8))
         eng.close()
     assert out[0].error.startswith("HTTP 400") and srv.chat_calls == 1
@@ -118,5 +123,15 @@ def test_unreachable_endpoint_is_a_clear_error():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(FusekitError, match=f"endpoint http://127.0.0.1:{port}/v1 is unreachable"):
-        make_engine(EngineConfig(name="x", model="m", engine="openai", base_url=f"http://127.0.0.1:{port}/v1",
-                                 timeout=5))
+        make_engine(served("x", "m", f"http://127.0.0.1:{port}/v1", timeout=5))
+
+
+def test_openai_engine_without_endpoint_is_a_clear_error():
+    with pytest.raises(FusekitError, match="model 'x': engine 'openai' needs base_url"):
+        make_engine(EngineConfig(name="x", model="m", engine="openai"))
+
+
+def test_chunk_size_keeps_every_endpoint_slot_busy():
+    assert EngineConfig(name="x", model="m", batch_size=8).chunk_size == 8
+    assert served("x", "m", "http://h/v1", concurrency=8).chunk_size == 32
+    assert dataclasses.replace(served("x", "m", "http://h/v1", concurrency=1), batch_size=16).chunk_size == 16

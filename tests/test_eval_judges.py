@@ -1,6 +1,6 @@
 """Judge prompts and the AlpacaEval / Arena-Hard / MT-Bench request builders and reply parsers.
 
-Expected preferences are worked out by hand from shared/reference/evals.md §2.2 with ``math``
+Expected preferences are worked out by hand from docs/evals.md#alpacaeval-2-weighted-judge with ``math``
 only; request tests look at where each text lands in the rendered messages.
 """
 
@@ -16,10 +16,11 @@ from evals.judges import alpaca_eval as ae
 from evals.judges import arena_hard as ah
 from evals.judges import mt_bench as mt
 from evals.judges.prompts import JudgePrompt, load_prompt, prompt_names, render
-from evals.records import JudgeReply, Question
+from evals.records import Question
 from evals.scoring.arena_hard import VERDICT_LABELS
 from evals.scoring.mt_bench import pair_game_winner
 from fusedata.errors import FusekitError
+from fusedata.judge import JudgeReply
 
 EXPECTED_PROMPTS = {
     "alpaca-eval-weighted",

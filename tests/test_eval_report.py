@@ -74,6 +74,7 @@ def arena_v01() -> BenchReport:
         settings={"judge": {"temperature": 0, "max_tokens": 4096, "system_prompt": "Judge.\n```\nfenced\n```"}},
         data={"question.jsonl": "2650242d2883f22b2abd498f273b6a7e02253cce533f5c91a858e1d44aa3002f"},
         wall_seconds=3723.0,
+        length_unit="tokens",
     )
 
 
@@ -90,6 +91,7 @@ def alpaca() -> BenchReport:
                 ModelResult("b", 35.75, 33.25, 38.25, columns=row("b", 35.75, math.nan))],
         notes=["LC not computed: instruction difficulty unavailable offline"],
         data={"alpaca_eval_gpt4_baseline.json": SHA_REF},
+        length_unit="chars",
     )
 
 

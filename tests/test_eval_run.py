@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from evals.cli import app
@@ -155,7 +156,8 @@ def test_protocols_with_llama_server_judge(tmp_path, llama_server, bench, extra)
             assert 0.0 <= float(board[0]["win_rate"]) <= 100.0
     else:
         # two games per question, positions swapped in the second
-        assert sorted((q, g, s) for q, _, g, _, s in judgments) == [("q1", 1, 0), ("q1", 2, 1), ("q2", 1, 0), ("q2", 2, 1)]
+        assert sorted((q, g, s) for q, _, g, _, s in judgments) == [
+            ("q1", 1, 0), ("q1", 2, 1), ("q2", 1, 0), ("q2", 2, 1)]
         first = [json.loads(req)["messages"][-1]["content"] for req, *_ in calls]
         assert any("Paris." in m.split("<|The End of Assistant A's Answer|>")[0] for m in first)
     assert (out / bench / "leaderboard.csv").exists() and (out / bench / "scores.png").exists()
@@ -179,7 +181,8 @@ def test_fixed_verdict_judge_maps_games_to_scores(tmp_path):
             FlakyOpenAI(fail_first=0, text="My final verdict: [[A>>B]]") as arena_judge:
         out = tmp_path / "arena"
         r = invoke("--bench", "arena-hard-v0.1", "--data-dir", str(arena_v01_dir(tmp_path)), "--model", "m=flaky",
-                   "--base-url", answers.url, "--judge", "flaky", "--judge-base-url", arena_judge.url, "--out", str(out))
+                   "--base-url", answers.url, "--judge", "flaky", "--judge-base-url", arena_judge.url,
+                   "--out", str(out))
         assert r.exit_code == 0, r.output
         board = {b["model"]: b for b in read_csv(out / "arena-hard-v0.1" / "leaderboard.csv")}
         assert math.isclose(float(board["m"]["score"]), 50.0, abs_tol=1e-6)
@@ -190,6 +193,39 @@ def test_fixed_verdict_judge_maps_games_to_scores(tmp_path):
     board = {b["model"]: b for b in read_csv(out / "arena-hard-v0.1" / "leaderboard.csv")}
     assert math.isclose(float(board["m"]["score_style_controlled"]), 50.0, abs_tol=1e-3)
     assert "feature coefficients" in (out / "report.md").read_text()
+
+
+# -- a recipe file is the same run as its flags -------------------------------------------------
+def test_recipe_run_equals_the_flag_run(tmp_path):
+    by_flags, by_recipe = tmp_path / "flags", tmp_path / "recipe"
+    with FlakyOpenAI(fail_first=0, text="An answer.") as answers, \
+            FlakyOpenAI(fail_first=0, text="Rating: [[7]]") as judge:
+        r = invoke("--bench", "mt-bench", "--limit", "2", "--model", "m=flaky", "--base-url", answers.url,
+                   "--max-tokens", "32", "--judge", "flaky", "--judge-base-url", judge.url, "-o", str(by_flags))
+        assert r.exit_code == 0, r.output
+        recipe = tmp_path / "evals.yaml"
+        recipe.write_text(yaml.safe_dump({
+            "bench": "mt-bench", "limit": 2,
+            "models": [{"name": "m", "model": "flaky", "base_url": answers.url, "max_tokens": 32}],
+            "judge": {"model": "flaky", "base_url": judge.url}, "out": str(by_recipe)}))
+        r = invoke(str(recipe))
+        assert r.exit_code == 0, r.output
+
+    def stored(out: Path) -> list[list[tuple]]:
+        db = out / "evals.sqlite"
+        return [rows(db, sql) for sql in (
+            "SELECT bench, model, settings_hash, settings FROM models",
+            "SELECT bench, question_id, model, settings_hash, turn, text, error FROM answers "
+            "ORDER BY question_id, turn",
+            "SELECT key, request, text, error FROM calls ORDER BY key",
+            "SELECT * FROM judgments ORDER BY key",
+            "SELECT key, value FROM meta WHERE key NOT LIKE '%wall_seconds' ORDER BY key")]
+
+    flags_rows = stored(by_flags)
+    assert len(flags_rows[1]) == 4 and len(flags_rows[2]) == 4  # 2 questions × 2 turns, answered and judged
+    assert stored(by_recipe) == flags_rows
+    board = read_csv(by_flags / "mt-bench" / "leaderboard.csv")
+    assert board == read_csv(by_recipe / "mt-bench" / "leaderboard.csv") and float(board[0]["score"]) == 7.0
 
 
 # -- failures are stored, counted and retried ----------------------------------------------------
@@ -242,7 +278,8 @@ def test_killed_run_resumes_without_duplicates(tmp_path, llama_server):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"8 items, {8 - killed_at}" in done.stderr.replace("\n", " ") or "calls to make" in done.stderr
     # every call made once: the killed run's replies were kept, not re-sent
-    assert rows(db, "SELECT COUNT(*), COUNT(DISTINCT key), MAX(attempts), SUM(error IS NULL) FROM calls") == [(8, 8, 1, 8)]
+    assert rows(db, "SELECT COUNT(*), COUNT(DISTINCT key), MAX(attempts), SUM(error IS NULL) FROM calls") == [
+        (8, 8, 1, 8)]
     assert rows(db, "SELECT COUNT(*), MAX(attempts) FROM answers") == [(8, 1)]
     assert rows(db, "SELECT COUNT(*) FROM judgments") == [(8,)]
 

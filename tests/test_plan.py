@@ -44,7 +44,7 @@ def test_hub_table_covers_every_hub_source_at_its_default_split():
     from fusedata.sources.hub import HUB_SOURCES
 
     assert {(s.name, s.split) for s in HUB_SOURCES} == set(plan_mod.HUB_PROMPTS)
-    assert plan_mod.HUB_PROMPTS[("leetcode", "train")].prompts == 2_360  # data.md §1
+    assert plan_mod.HUB_PROMPTS[("leetcode", "train")].prompts == 2_360  # docs/data.md#prompt-sources
     assert [plan_mod.HUB_PROMPTS[k].prompts for k in (("ultrafeedback", "train_prefs"), ("magpie-pro-dpo", "train"),
                                                       ("helpsteer2", "train"))] == [61_135, 98_000, 10_162]
 
@@ -58,9 +58,11 @@ def test_fusechat3_recipe_plans_offline_from_the_documented_counts(no_hub, tmp_p
     assert {d: c.prompts for d, c in p.domains.items()} == {"instruction": IF, "math": MATH, "code": CODE, "zh": ZH}
     assert not any(c.exact for c in p.domains.values())
     gens = {m.name: m.total_generations for m in p.models}
-    per_source = IF * 5 + CODE * 8  # IF 5 and code 8 samples per prompt (data.md §2)
-    assert gens == {"gemma-2-27b-it": per_source, "mistral-large-2407": per_source, "llama-3.1-70b-instruct": per_source,
-                    "qwen-2.5-72b-instruct": per_source + ZH * 1, "qwen-2.5-math-72b-instruct": MATH * 5}
+    # IF 5 and code 8 samples per prompt (docs/data.md#sampling-per-source-model)
+    per_source = IF * 5 + CODE * 8
+    assert gens == {"gemma-2-27b-it": per_source, "mistral-large-2407": per_source,
+                    "llama-3.1-70b-instruct": per_source, "qwen-2.5-72b-instruct": per_source + ZH * 1,
+                    "qwen-2.5-math-72b-instruct": MATH * 5}
     assert p.totals()["generations"] == 4 * per_source + ZH + MATH * 5 == 5_604_175
     # Expected output = generations × max_tokens × fill; worst case every response hits max_tokens.
     assert p.totals()["output_tokens"] == 5_604_175 * 4096 // 2
@@ -72,8 +74,8 @@ def test_fusechat3_recipe_plans_offline_from_the_documented_counts(no_hub, tmp_p
     assert p.scoring is not None and p.scoring.items == 5_604_175 and p.scoring.device == "gpu"
 
 
-def test_fusechat3_with_the_papers_retained_prompts_gives_data_mds_2_2m(no_hub, tmp_path):
-    """The shipped recipe limits each domain to the prompts FuseChat-3.0 kept (data.md §11):
+def test_fusechat3_with_the_papers_retained_prompts_gives_the_documented_volume(no_hub, tmp_path):
+    """The shipped recipe limits each domain to the prompts FuseChat-3.0 kept (docs/data.md#throughput-planning):
     IF 80,907 × 4 × 5 ≈ 1.62M, code 16,005 × 4 × 8 ≈ 0.51M, maths 51,803 × 5, zh ≈10k."""
     r = recipe.load(FUSECHAT3)
     kept = {"instruction": 80_907, "math": 51_803, "code": 16_005, "zh": 10_000}
@@ -167,7 +169,8 @@ def test_wrpo_recipe_adds_the_targets_samples_on_the_preference_split(no_hub, tm
 
 
 @pytest.mark.parametrize("text, size", [("meta-llama/Llama-3.1-70B-Instruct", 70), ("google/gemma-2-27b-it", 27),
-                                        ("embedded:smollm2-135m", 0.135), ("mistralai/Mistral-Large-Instruct-2407", 123),
+                                        ("embedded:smollm2-135m", 0.135),
+                                        ("mistralai/Mistral-Large-Instruct-2407", 123),
                                         ("Qwen/Qwen2.5-Math-72B-Instruct", 72), ("runs/fc3-sft", None)])
 def test_model_size_from_the_name(text, size):
     assert plan_mod.model_size_b(text) == size
@@ -200,7 +203,8 @@ def test_cli_limit_flag_plans_what_build_would_do(tmp_path):
     res = CliRunner().invoke(app, ["plan", str(FUSECHAT3), "--out", str(tmp_path), "--json", "--limit", "1000"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert {d: c["prompts"] for d, c in data["domains"].items()} == {d: 1000 for d in ("instruction", "math", "code", "zh")}
+    assert {d: c["prompts"] for d, c in data["domains"].items()} == \
+        {d: 1000 for d in ("instruction", "math", "code", "zh")}
     assert data["totals"]["generations"] == 4 * (1000 * 5 + 1000 * 8) + 1000 + 1000 * 5
 
 

@@ -25,7 +25,8 @@ def test_domains_override_keeps_only_named_domains():
 
 def _base() -> dict:
     return {"domains": {"math": ["embedded:math"]},
-            "models": [{"name": "a", "model": "embedded:smollm2-135m", "sampling": {"n": 2}, "n_per_domain": {"math": 5}}]}
+            "models": [{"name": "a", "model": "embedded:smollm2-135m", "sampling": {"n": 2},
+                        "n_per_domain": {"math": 5}}]}
 
 
 def test_n_per_domain_and_short_source_form():

@@ -18,8 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from fusedata.errors import FusekitError
+from fusedata.judge import LocalJudge
 from fusedata.rewards import make_reward, validate_spec
-from fusedata.rewards.judge import JUDGE_PROMPT_VERSION, LocalJudge, judge_prompt
+from fusedata.rewards.judge import JudgeReward, judge_prompt, reward_prompt
 from fusedata.rewards.seqcls import SeqClsReward
 from tests.conftest import free_port
 from tests.fixtures.tiny import CHATML
@@ -71,7 +72,8 @@ def test_seqcls_matches_plain_unpadded_forward(rm):
 
     batched = rm.score_many(ITEMS)
     for (p, r), got in zip(ITEMS, batched):
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in [*p, {"role": "assistant", "content": r}])
+        turns = [*p, {"role": "assistant", "content": r}]
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in turns)
         ids = rm.tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             want = rm.model(input_ids=torch.tensor([ids])).logits[0, 0].item()
@@ -157,7 +159,8 @@ def test_seqcls_output_field(rm, tiny_rm):
     auto = SeqClsReward(cfg, model=_WithScore(rm.model), tokenizer=rm.tokenizer).score_many(ITEMS[:3])
     assert auto == pytest.approx([2 * b + 1 for b in base], abs=1e-5)
     cfg = validate_spec({"kind": "seqcls", "model": str(tiny_rm), "output": "logits"})
-    assert SeqClsReward(cfg, model=_WithScore(rm.model), tokenizer=rm.tokenizer).score_many(ITEMS[:3]) == pytest.approx(base, abs=1e-5)
+    logits = SeqClsReward(cfg, model=_WithScore(rm.model), tokenizer=rm.tokenizer).score_many(ITEMS[:3])
+    assert logits == pytest.approx(base, abs=1e-5)
     cfg = validate_spec({"kind": "seqcls", "model": str(tiny_rm), "output": "score"})
     with pytest.raises(FusekitError, match="no 'score' field"):
         SeqClsReward(cfg, model=_WithScore(rm.model, has_score=False), tokenizer=rm.tokenizer).score_many(ITEMS[:1])
@@ -172,8 +175,8 @@ def judge(tiny_llama):
 
 
 def test_local_judge_batched_equals_one_by_one(judge):
-    assert isinstance(judge, LocalJudge) and judge.name.startswith("judge:")
-    assert judge.prompt_version == JUDGE_PROMPT_VERSION
+    assert isinstance(judge, JudgeReward) and isinstance(judge.judge, LocalJudge) and judge.name.startswith("judge:")
+    assert judge.prompt_version == reward_prompt().version == "fusekit-judge-v1"
     batched = judge.score_many(ITEMS)
     single = [judge.score_many([it])[0] for it in ITEMS]
     assert batched == pytest.approx(single, abs=1e-5)
@@ -186,7 +189,7 @@ def test_local_judge_expectation_by_hand(judge):
     decoding every token id, Σ p(d)·d / Σ p(d) written out."""
     import torch
 
-    tok, model = judge.tokenizer, judge.model
+    tok, model = judge.judge.engine.tokenizer, judge.judge.engine.model
     p, r = ITEMS[2]
     msg = judge_prompt(p, r)
     assert "User: Give three tips for sleeping better." in msg and r in msg
@@ -351,7 +354,8 @@ def test_kind_none_is_no_reward_model():
     ({"kind": "seqcls", "model": "x", "output": "reward"}, "'output' must be one of"),
     ({"kind": "seqcls", "model": "x", "batch_size": 0}, "'batch_size' must be an integer >= 1"),
     ({"kind": "judge", "model": "x", "concurrency": 4}, "'concurrency' only apply to a judge with a 'base_url'"),
-    ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "device": "cpu"}, "'device' only apply to an in-process"),
+    ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "device": "cpu"},
+     "'device' only apply to an in-process"),
     ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "timeout": -1}, "'timeout' must be a positive"),
     ({"kind": "none", "model": "x"}, "unknown key 'model'"),
     ("seqcls", "must be a mapping"),

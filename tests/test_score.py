@@ -9,8 +9,9 @@ import pytest
 from rich.console import Console
 
 from fusedata.errors import FusekitError
+from fusedata.recipe import parse_scoring
 from fusedata.records import Prompt, Response
-from fusedata.score import domain_stats, parse_config, score_run
+from fusedata.score import domain_stats, score_run
 from fusedata.store import RunStore
 from tests.test_build import run_cli
 
@@ -51,7 +52,7 @@ VERIFIERS_ONLY = {"domains": {"math": ["math"], "code": ["code"], "instruction":
 
 def test_verifier_scores_labels_and_skips(tmp_path):
     with build_run(tmp_path) as st:
-        rep = score_run(st, parse_config(VERIFIERS_ONLY), QUIET)
+        rep = score_run(st, parse_scoring(VERIFIERS_ONLY), QUIET)
         got = {(s.scorer, s.prompt_id, s.sample_idx): (s.value, s.label) for s in st.scores()}
         assert got[("math", MATH.id, 0)] == (1.0, "correct")
         assert got[("math", MATH.id, 1)] == (1.0, "correct")   # 0.75 == 3/4
@@ -69,15 +70,15 @@ def test_verifier_scores_labels_and_skips(tmp_path):
         assert stats["math"]["accuracy"] == pytest.approx(2 / 4) and stats["math"]["skipped"] == 1
         assert stats["code"]["accuracy"] == pytest.approx(1 / 3)
         # Re-running scores nothing new.
-        again = score_run(st, parse_config(VERIFIERS_ONLY), QUIET)
+        again = score_run(st, parse_scoring(VERIFIERS_ONLY), QUIET)
         assert dict(again.new) == {}
         # A new response is the only thing scored next time.
         st.put_responses([resp(MATH, 4, "\\boxed{3/4}")])
-        assert dict(score_run(st, parse_config(VERIFIERS_ONLY), QUIET).new) == {"math": 1}
+        assert dict(score_run(st, parse_scoring(VERIFIERS_ONLY), QUIET).new) == {"math": 1}
 
 
 def test_reward_scores_are_stored_per_response_and_resumable(tmp_path, tiny_llama):
-    cfg = parse_config({"domains": {"math": ["reward"], "code": [], "instruction": ["reward"]},
+    cfg = parse_scoring({"domains": {"math": ["reward"], "code": [], "instruction": ["reward"]},
                         "reward": {"kind": "judge", "model": str(tiny_llama)}})
     with build_run(tmp_path) as st:
         rep = score_run(st, cfg, QUIET)
@@ -90,9 +91,9 @@ def test_reward_scores_are_stored_per_response_and_resumable(tmp_path, tiny_llam
 
 def test_bad_scoring_config():
     with pytest.raises(FusekitError, match="unknown scorer 'armo'"):
-        parse_config({"domains": {"math": ["armo"]}})
+        parse_scoring({"domains": {"math": ["armo"]}})
     with pytest.raises(FusekitError, match="unknown key 'timeuot'"):
-        parse_config({"code": {"timeuot": 3}})
+        parse_scoring({"code": {"timeuot": 3}})
 
 
 def test_score_command_and_reward_model_that_will_not_load(tmp_path):

@@ -217,10 +217,10 @@ def test_missing_dataset_is_named(tiny_llama, tmp_path):
 
 
 def test_packaged_cpu_recipe_before_make_demo_names_its_dataset(tiny_llama, tmp_path, monkeypatch):
-    # The CPU recipes default to runs/demo/dataset, relative to where trainer runs.
+    # The CPU recipes default to the demo run folder runs/demo/data, relative to where trainer runs.
     monkeypatch.chdir(tmp_path)
     refused(tmp_path, "dpo-smollm2-cpu", f"model.name={tiny_llama}", "--dry-run",
-            says=["cannot load dataset runs/demo/dataset (config dpo, split train)"])
+            says=["cannot load dataset runs/demo/data (config dpo, split train)"])
 
 
 def test_unknown_packaged_recipe_gets_a_did_you_mean(tmp_path):
@@ -238,6 +238,26 @@ def test_rloo_needs_two_responses_per_prompt(tiny_llama, tmp_path):
     data = write_jsonl(rows, tmp_path / "single.jsonl")
     refused(tmp_path, recipe(tmp_path, tiny_llama, "rloo", data),
             says=["rloo needs at least 2 responses per prompt; 4 prompts have one"])
+
+
+def test_a_fusedata_run_folder_as_data_path_means_its_dataset_folder(tiny_llama, tmp_path):
+    from fusedata.publish import write_dataset
+    from fusedata.store import RunStore
+
+    run = tmp_path / "run"
+    folder = write_dataset(run / "t-fusechat3-0123abcd", {"sft": {"train": rows_for("sft", 5)}},
+                           card_info={"pretty_name": "run folder check"})
+    with RunStore(run) as store:
+        refused(tmp_path, "sft-smollm2-cpu", f"model.name={tiny_llama}", "--data", run, "--dry-run",
+                says=[f"data.path {run} is a fusedata run folder without a dataset", f"fusedata pairs {run}"])
+        store.set_meta("dataset", {"method": "fusechat3", "counts": {"sft": {"train": 5}}, "folder": str(folder)})
+    # --out, and the old --output-dir, set output.dir
+    for flag in ("--out", "--output-dir"):
+        out = invoke("train", "sft-smollm2-cpu", f"model.name={tiny_llama}", "--data", run, flag, tmp_path / "o",
+                     "--dry-run")
+        plan = json.loads(out[out.index("{"):])
+        assert plan["examples"] == 5 and plan["config"]["data"]["path"] == str(folder)
+        assert plan["config"]["output"]["dir"] == str(tmp_path / "o")
 
 
 # --------------------------------------------------------------------------- --dry-run

@@ -15,36 +15,43 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from fusedata.cli import user_errors
+from fusedata.cli import OneLineErrors, user_errors, version_option
 
 from . import config as config_mod
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
                   help="Train a target model with SFT, FuseSFT, DPO, SimPO, WRPO, FusePO or RLOO.")
 console = Console(stderr=True)
 
 
 @app.callback()
-def main() -> None:
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=version_option("trainer"), is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """trainer: dataset → fused target model (Hugging Face folder + card + curves)."""
 
 
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[str, typer.Argument(help="recipe YAML, or the name of a packaged recipe (see `trainer recipes`)")],
+    recipe: Annotated[str, typer.Argument(
+        help="recipe YAML, or the name of a packaged recipe (see `trainer recipes`)")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
-        help="dotted overrides, e.g. loss.beta=0.1 train.max_steps=20 data.path=runs/demo/dataset")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="= output.dir")] = None,
+        help="dotted overrides, e.g. loss.beta=0.1 train.max_steps=20 data.path=runs/demo/data/DATASET")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="= output.dir", show_default=False)] = None,
+    # The option's name before --out; kept so that existing launch scripts still work.
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", hidden=True)] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="= data.path")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="= train.max_steps")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the latest checkpoint in output.dir")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate the recipe and data, print the plan, stop")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="validate the recipe and data, print the plan, stop")] = False,
 ) -> None:
     """Train as RECIPE says; writes a Hugging Face model folder with a card, metrics.jsonl and curves.png."""
     extra = list(overrides or [])
-    if output_dir is not None:
-        extra.append(f"output.dir={output_dir}")
+    if out is not None or output_dir is not None:
+        extra.append(f"output.dir={out or output_dir}")
     if data is not None:
         extra.append(f"data.path={data}")
     if max_steps is not None:

@@ -13,7 +13,8 @@ A recipe has six sections (``method`` is a plain string)::
 
 Every key has a default (see the dataclasses below); an unknown key or a wrong type is a
 :class:`~fusedata.errors.FusekitError` naming the key, so the CLI exits 2 before any model
-loads. The resolved config is saved with every checkpoint and hashed into resume checks.
+loads. The resolved config is saved with every checkpoint and hashed into resume checks;
+``data.path`` given as a ``fusedata`` run folder resolves to the dataset folder that run wrote.
 
 SimPO margin: ``loss.gamma`` is the **absolute** margin (TRL's ``simpo_gamma``);
 ``loss.gamma_beta_ratio`` (the SimPO repository's convention) is converted with
@@ -202,7 +203,8 @@ def validate(cfg: Config) -> Config:
     if not 0.0 <= cfg.loss.alpha <= 1.0:
         raise FusekitError(f"loss.alpha must be in [0, 1], got {cfg.loss.alpha}")
     if not cfg.data.path:
-        raise FusekitError("data.path is required (a fusedata dataset folder, a parquet/jsonl file or a Hub id)")
+        raise FusekitError("data.path is required (a fusedata dataset or run folder, a parquet/jsonl file or a Hub id)")
+    cfg.data.path = dataset_of_run(cfg.data.path)
     if cfg.data.max_prompt_length < 1:
         raise FusekitError(f"data.max_prompt_length must be >= 1, got {cfg.data.max_prompt_length}")
     if cfg.data.max_prompt_length >= cfg.data.max_length:
@@ -218,6 +220,22 @@ def validate(cfg: Config) -> Config:
     if len(cfg.train.adam_betas) != 2:
         raise FusekitError("train.adam_betas must be two numbers")
     return cfg
+
+
+def dataset_of_run(path: str) -> str:
+    """A fusedata run folder stands for the dataset folder it wrote last, whose name changes with
+    its rows (``fusedata.dataset``); any other path is returned as it is."""
+    from fusedata.dataset import run_dataset_folder
+    from fusedata.store import DB_NAME
+
+    run = Path(path).expanduser()
+    if not (run / DB_NAME).is_file():
+        return path
+    folder = run_dataset_folder(run)
+    if folder is None:
+        raise FusekitError(f"data.path {path} is a fusedata run folder without a dataset; "
+                           f"run `fusedata pairs {path}` first")
+    return str(folder)
 
 
 def parse(raw: Any) -> Config:

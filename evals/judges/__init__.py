@@ -5,8 +5,8 @@
 * :mod:`evals.judges.arena_hard` — Arena-Hard-Auto's two-game pairwise judge.
 * :mod:`evals.judges.mt_bench` — MT-Bench single-answer grading and pairwise comparison.
 
-The protocol modules are pure: they build ``JudgeRequest``s and parse ``JudgeReply``s, and the
-calls themselves happen elsewhere.
+The protocol modules are pure: they build ``JudgeRequest``s and parse ``JudgeReply``s; the calls
+go through the one judge client, ``fusedata.judge``.
 """
 
 from evals.judges.alpaca_eval import NoLogprobsError

@@ -1,6 +1,6 @@
 """AlpacaEval 2's weighted judge (``weighted_alpaca_eval_gpt4_turbo``): requests and preferences.
 
-Pure functions, no I/O. Follows ``shared/reference/evals.md`` §2.2. Each (instruction, model
+Pure functions, no I/O. Follows ``docs/evals.md#alpacaeval-2-weighted-judge``. Each (instruction, model
 answer) is judged once against the baseline: output_1 is the baseline's answer, output_2 the
 model's, their order swapped for about half of the instructions to cancel the judge's position
 bias. The judge writes one token, ``m`` (output_1) or ``M`` (output_2); the preference is read
@@ -13,13 +13,18 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from typing import TYPE_CHECKING
 
 from fusedata.errors import FusekitError
+from fusedata.judge import JudgeReply, JudgeRequest
 
-from ..records import JudgeReply, JudgeRequest, Question
+from ..records import Question
 from .prompts import load_prompt
 
-__all__ = ["NoLogprobsError", "is_swapped", "identical", "request", "preference"]
+if TYPE_CHECKING:
+    from ..judging import Planner
+
+__all__ = ["NoLogprobsError", "is_swapped", "identical", "request", "plan", "preference"]
 
 DEFAULT_PROMPT = "alpaca-eval-weighted"
 TOP_LOGPROBS = 5
@@ -74,6 +79,19 @@ def request(
         values, temperature=1.0, max_tokens=1, top_logprobs=TOP_LOGPROBS
     )
     return judge_request, swapped
+
+
+def plan(planner: Planner, model: str, question: Question) -> None:
+    """The one game judging ``model``'s answer to ``question``, once that answer exists; an answer
+    equal to the baseline's is decided without a call."""
+    mine = planner.texts(model, question, 1)
+    if mine is None:
+        return
+    if identical(question, mine[0]):
+        planner.add(model, question, 1, 0, "identical", None, question.baseline)
+        return
+    judge_request, swapped = request(question, mine[0], planner.prompt or DEFAULT_PROMPT)
+    planner.add(model, question, 1, 0, "weighted", judge_request, question.baseline, swapped)
 
 
 def preference(reply: JudgeReply, swapped: bool) -> float:

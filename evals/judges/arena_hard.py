@@ -1,6 +1,6 @@
 """Arena-Hard-Auto's pairwise judge: the two games per question and the verdict parser.
 
-Pure functions, no I/O. Follows ``shared/reference/evals.md`` §3.2. Every question is judged in
+Pure functions, no I/O. Follows ``docs/evals.md#arena-hard-judge``. Every question is judged in
 two games with the positions swapped — game 1 shows the baseline as assistant A and the model as
 B, game 2 the model as A and the baseline as B — and each game ends with one of the labels
 ``[[A>>B]]``, ``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]``. :func:`parse_verdict` turns the
@@ -10,18 +10,31 @@ judge's text into the canonical label that :mod:`evals.scoring.arena_hard` score
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from fusedata.errors import FusekitError
+from fusedata.judge import JudgeRequest
 
-from ..records import JudgeRequest, Question
+from ..records import Question
 from ..scoring.arena_hard import normalize_verdict
 from .prompts import load_prompt
 
-__all__ = ["prompt_for", "default_max_tokens", "requests", "parse_verdict"]
+if TYPE_CHECKING:
+    from ..judging import Planner
+
+__all__ = ["prompt_for", "default_max_tokens", "requests", "plan", "parse_verdict"]
 
 # Verdict-looking tokens: only A, B, <, >, = and spaces between the brackets.
 _DOUBLE = re.compile(r"\[\[([AB<>= ]+)\]\]")
 _SINGLE = re.compile(r"\[([AB<>= ]+)\]")
+
+# Upstream's judge setup per version: the prompt per question category ("*": any other) and the
+# judge's token budget.
+JUDGE_PROMPTS: dict[str, dict[str, str]] = {
+    "arena-hard-v0.1": {"*": "arena-hard-v0.1"},
+    "arena-hard-v2.0": {"creative_writing": "arena-hard-v2-creative", "*": "arena-hard-v2-hard-prompt"},
+}
+JUDGE_MAX_TOKENS: dict[str, int] = {"arena-hard-v0.1": 4096, "arena-hard-v2.0": 16000}
 
 
 def prompt_for(question: Question) -> str:
@@ -31,16 +44,13 @@ def prompt_for(question: Question) -> str:
     ``arena-hard-v2-creative`` (no own answer from the judge); every other question gets
     ``arena-hard-v2-hard-prompt``.
     """
-    if question.bench == "arena-hard-v0.1":
-        return "arena-hard-v0.1"
-    if question.category == "creative_writing":
-        return "arena-hard-v2-creative"
-    return "arena-hard-v2-hard-prompt"
+    prompts = JUDGE_PROMPTS[question.bench]
+    return prompts.get(question.category, prompts["*"])
 
 
 def default_max_tokens(question: Question) -> int:
     """Upstream's judge budget: 4096 tokens for v0.1 (gpt-4-1106-preview), 16000 for v2.0 (gpt-4.1)."""
-    return 4096 if question.bench == "arena-hard-v0.1" else 16000
+    return JUDGE_MAX_TOKENS[question.bench]
 
 
 def requests(
@@ -69,6 +79,16 @@ def requests(
         return judge_prompt.request(values, temperature=0.0, max_tokens=budget)
 
     return game(question.baseline_answer, answer), game(answer, question.baseline_answer)
+
+
+def plan(planner: Planner, model: str, question: Question) -> None:
+    """The two games judging ``model``'s answer to ``question``, once that answer exists."""
+    mine = planner.texts(model, question, 1)
+    if mine is None:
+        return
+    g1, g2 = requests(question, mine[0], planner.prompt)
+    planner.add(model, question, 1, 1, "pairwise", g1, question.baseline, False)
+    planner.add(model, question, 1, 2, "pairwise", g2, question.baseline, True)
 
 
 def parse_verdict(text: str | None) -> str | None:

@@ -1,6 +1,6 @@
 """MT-Bench's judge: single-answer grading and pairwise comparison requests, and their parsers.
 
-Pure functions, no I/O. Follows ``shared/reference/evals.md`` §4.3 (FastChat
+Pure functions, no I/O. Follows ``docs/evals.md#mt-bench-judge`` (FastChat
 ``fastchat/llm_judge``). Turn 1 shows the first question and answer; turn 2 shows the whole
 two-turn conversation and the judge grades the second answer. Questions with reference answers
 (math, reasoning, coding) get the maths prompts, which show the references. Judge calls use
@@ -14,18 +14,24 @@ averages; :func:`parse_pair` gives the ``"A"`` / ``"B"`` / ``"tie"`` that
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from fusedata.errors import FusekitError
+from fusedata.judge import JudgeRequest
 
-from ..records import JudgeRequest, Question
+from ..records import Question
 from ..scoring.mt_bench import is_valid_rating
 from .prompts import load_prompt
+
+if TYPE_CHECKING:
+    from ..judging import Planner
 
 __all__ = [
     "single_prompt_for",
     "pair_prompt_for",
     "single_request",
     "pair_requests",
+    "plan",
     "parse_rating",
     "parse_pair",
 ]
@@ -122,6 +128,27 @@ def pair_requests(
         return judge_prompt.request(values, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
 
     return game(answers_1, answers_2), game(answers_2, answers_1)
+
+
+def plan(planner: Planner, model: str, question: Question) -> None:
+    """The judge calls for ``model``'s answers to ``question``: one grading per answered turn, or in
+    pairwise mode two games per turn (positions swapped) against the pairwise baseline, once both
+    have answered; the baseline itself is not judged."""
+    baseline = planner.pairwise_baseline
+    if planner.mode == "pairwise" and model == baseline:
+        return
+    for turn in range(1, len(question.turns) + 1):
+        mine = planner.texts(model, question, turn)
+        if planner.mode != "pairwise":
+            if mine is not None:
+                planner.add(model, question, turn, 0, "single", single_request(question, mine, turn, planner.prompt))
+            continue
+        theirs = planner.texts(baseline, question, turn) if baseline else None
+        if mine is None or theirs is None:
+            continue
+        g1, g2 = pair_requests(question, mine, theirs, turn)
+        planner.add(model, question, turn, 1, "pairwise", g1, baseline, False)
+        planner.add(model, question, turn, 2, "pairwise", g2, baseline, True)
 
 
 def parse_rating(text: str | None) -> float | None:

@@ -7,8 +7,8 @@ an empty text. Engines know nothing of the run store; ``fusedata.generate`` driv
 
 - ``transformers`` (``hf.py``): in-process, batched with left padding, the CPU default;
 - ``vllm`` (``vllm.py``): offline ``LLM.chat`` with ``SamplingParams(n=…)``, imported lazily;
-- ``openai`` (``openai_api.py``): any OpenAI-compatible endpoint, async with bounded
-  concurrency, retries with backoff on 429/5xx/timeouts, a per-request timeout.
+- ``openai`` (``openai_api.py``): any OpenAI-compatible endpoint through ``fusedata.endpoint``
+  (bounded concurrency, retries on 429/5xx/timeouts, a per-request timeout).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..endpoint import EndpointSettings
 from ..errors import FusekitError
 from ..records import Message, Prompt, Response, SamplingParams
 
@@ -35,21 +36,26 @@ class GenRequest:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to reach one source model; the recipe's per-model block minus its sampling."""
+    """How to reach one source model; the recipe's per-model block minus its sampling.
+    ``endpoint`` is set for ``engine: openai`` only."""
 
     name: str
     model: str
     engine: str = "transformers"
-    base_url: str | None = None
-    api_key_env: str | None = None
+    endpoint: EndpointSettings | None = None
     batch_size: int = 8
-    concurrency: int = 8
-    timeout: float = 120.0
-    max_retries: int = 4
     system_prompt: str | None = None
     fold_system: bool = False
     stop: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+
+    @property
+    def chunk_size(self) -> int:
+        """How many requests to hand the engine at once: an endpoint gets enough to keep all its
+        slots busy, an in-process engine one batch."""
+        if self.endpoint is None:
+            return self.batch_size
+        return max(self.batch_size, 4 * self.endpoint.concurrency)
 
 
 class Engine(Protocol):

@@ -29,7 +29,7 @@ def _verified(meta: dict[str, Any], key: str) -> Any:
 
 
 def to_trl_rows(pairs: list[Pair], kind: Literal["sft", "preference", "wrpo"] = "sft") -> list[dict[str, Any]]:
-    """Pairs → TRL conversational rows (``data.md`` §7).
+    """Pairs → TRL conversational rows (``docs/data.md#dataset-configs-and-columns``).
 
     * ``"sft"``: ``messages`` = prompt + [chosen[0]], with prompt_id, domain, method,
       source_dataset, model, score, weight (1.0 when the pair has none), verified, meta (JSON).

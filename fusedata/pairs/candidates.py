@@ -105,7 +105,8 @@ def gather(
     Dropped responses are counted in ``result.dropped`` by reason: ``error`` (failed
     request), ``truncated`` (finish_reason "length"), ``empty`` (blank text),
     ``unknown_prompt`` (no such prompt). Scores with ``error`` set are ignored (not
-    scored; ``keep_truncated`` keeps "length" finishes). ``reward_scorer=None`` picks the one ``rm:``/``judge:`` scorer present.
+    scored; ``keep_truncated`` keeps "length" finishes). ``reward_scorer=None`` picks the one
+    ``rm:``/``judge:`` scorer present.
     The verifier for a prompt is the scorer named like its domain ("math", "code").
     """
     scores = list(scores)

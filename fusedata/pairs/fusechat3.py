@@ -1,6 +1,6 @@
 """FuseChat-3.0 data construction: SFT on the best response, DPO on same-source best/worst.
 
-Rules (``data.md`` §3, FuseChat-3.0 README), applied per prompt:
+Rules (``docs/algorithms.md#fusechat-pair-selection``, FuseChat-3.0 README), applied per prompt:
 
 * **Split.** Each prompt goes to SFT or DPO by ``unit_hash(seed, prompt_id) < sft_ratio``
   (default 0.4, i.e. SFT:DPO = 4:6). ``zh`` prompts always go to SFT (the release has

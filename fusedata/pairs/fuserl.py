@@ -3,7 +3,7 @@
 **Reconstruction, not the authors' specification.** The FuseRL paper's exact
 weighting is not public (loss normalisation, softmax temperature, data split, gap
 filters); this module is a documented reconstruction consistent with the OpenReview
-reviews (``algorithms.md`` §4.3). Outputs are labelled "FuseRL (reconstructed)".
+reviews (``docs/algorithms.md#fuserl-reconstruction``). Outputs are labelled "FuseRL (reconstructed)".
 
 * **FuseSFT**: per prompt, the top-``m`` responses over all sources by reward (ties →
   model name, then sample index); weights ``w_i = softmax(score_i / tau)`` over those

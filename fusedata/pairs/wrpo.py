@@ -1,4 +1,4 @@
-"""WRPO data construction (``algorithms.md`` §2): SFT on y_ws, then (x, y_ws, y_wt, y_l).
+"""WRPO data construction (``docs/algorithms.md#wrpo-pipeline``): SFT on y_ws, then (x, y_ws, y_wt, y_l).
 
 * **Split.** ``unit_hash(seed, "wrpo", prompt_id) < 1/3`` → SFT prompts, else preference
   prompts (the paper's random 1/3 : 2/3 split, made deterministic).
@@ -17,6 +17,7 @@ Output follows the original WRPO layout: ``chosen = [y_ws, y_wt]`` (order matter
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..records import Pair
@@ -25,10 +26,11 @@ from .candidates import VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, bes
 SFT_SHARE = 1 / 3
 
 
-def split_wrpo(cands: dict[str, list[Candidate]], seed: int = 0) -> tuple[list[str], list[str]]:
-    """Prompt ids → (sft_prompts, pref_prompts), 1/3 : 2/3 by hash, in input order."""
+def split_wrpo(prompt_ids: Iterable[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """Prompt ids (or a candidate dict, keyed by them) → (sft_prompts, pref_prompts), 1/3 : 2/3 by
+    hash, in input order. Known before any candidate exists: the target samples only the second list."""
     sft, pref = [], []
-    for pid in cands:
+    for pid in prompt_ids:
         (sft if unit_hash(seed, "wrpo", pid) < SFT_SHARE else pref).append(pid)
     return sft, pref
 

@@ -29,21 +29,12 @@ won't load or a judge endpoint that cannot be reached at construction.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
+from ..endpoint import EndpointSettings
 from ..errors import FusekitError
 from ..records import Message
-
-
-def right_pad(torch: Any, seqs: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    """Right-padded ids and attention mask for token-id lists (reward heads pool the last real token)."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, s in enumerate(seqs):
-        ids[row, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[row, : len(s)] = 1
-    return ids, mask
 
 KINDS = ("seqcls", "judge", "none")
 
@@ -62,12 +53,10 @@ SEQCLS_KEYS: dict[str, Any] = {
 }
 JUDGE_COMMON_KEYS: dict[str, Any] = {"kind": REQUIRED, "model": REQUIRED, "name": None}
 JUDGE_LOCAL_KEYS: dict[str, Any] = {"batch_size": 8, "max_length": None, "device": None}
+# A judge over an endpoint takes EndpointSettings' keys (its model is the spec's); unset ones keep
+# that type's defaults.
 JUDGE_HTTP_KEYS: dict[str, Any] = {
-    "base_url": REQUIRED,
-    "api_key_env": None,
-    "concurrency": 4,
-    "timeout": 60.0,
-    "max_retries": 4,
+    f.name: REQUIRED if f.name == "base_url" else None for f in fields(EndpointSettings) if f.name != "model"
 }
 SEQCLS_OUTPUTS = ("auto", "logits", "score")
 
@@ -155,10 +144,14 @@ def validate_spec(spec: Any) -> dict[str, Any]:
         _positive_int(out, "max_retries", 0)
         if http:
             t = out["timeout"]
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or not math.isfinite(t):
+            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0
+                                  or not math.isfinite(t)):
                 raise FusekitError(f"judge 'timeout' must be a positive number of seconds, got {t!r}")
             if not isinstance(out["base_url"], str) or not out["base_url"]:
                 raise FusekitError(f"judge 'base_url' must be a URL, got {out['base_url']!r}")
+            key_env = out["api_key_env"]
+            if key_env is not None and (not isinstance(key_env, str) or not key_env):
+                raise FusekitError(f"judge 'api_key_env' must name an environment variable, got {key_env!r}")
     if not isinstance(out["model"], str) or not out["model"].strip():
         raise FusekitError(f"{kind} reward spec 'model' must be a non-empty string, got {out['model']!r}")
     if out["name"] is not None and (not isinstance(out["name"], str) or not out["name"]):
@@ -177,9 +170,9 @@ def scorer_name(spec: dict) -> str | None:
         from .seqcls import seqcls_name
 
         return seqcls_name(cfg)
-    from .judge import JUDGE_PROMPT_VERSION, judge_name
+    from .judge import judge_name, reward_prompt
 
-    return f"{judge_name(cfg)}@{JUDGE_PROMPT_VERSION}"
+    return f"{judge_name(cfg)}@{reward_prompt().version}"
 
 
 def make_reward(spec: dict) -> RewardModel | None:
@@ -191,13 +184,9 @@ def make_reward(spec: dict) -> RewardModel | None:
         from .seqcls import SeqClsReward
 
         return SeqClsReward(cfg)
-    if cfg.get("base_url"):
-        from .judge import HTTPJudge
+    from .judge import JudgeReward
 
-        return HTTPJudge(cfg)
-    from .judge import LocalJudge
-
-    return LocalJudge(cfg)
+    return JudgeReward(cfg)
 
 
 __all__ = ["KINDS", "RewardModel", "make_reward", "scorer_name", "validate_spec"]

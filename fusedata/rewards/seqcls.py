@@ -24,36 +24,12 @@ import logging
 from typing import Any
 
 from .. import models
+from ..engines.hf import default_device, encode_rendered, implicit_bos, right_pad
 from ..errors import FusekitError
 from ..records import Message
-from . import RewardModel, right_pad
+from . import RewardModel
 
 log = logging.getLogger(__name__)
-
-
-def implicit_bos(tokenizer: Any) -> int | None:
-    """The BOS id the tokenizer prepends when asked for special tokens, else None.
-
-    Text rendered by a chat template is tokenised without special tokens; a template that
-    emits no BOS for a tokenizer that normally adds one then gets exactly this one BOS back.
-    """
-    bos = tokenizer.bos_token_id
-    probe = tokenizer("x", add_special_tokens=True)["input_ids"]
-    return bos if bos is not None and probe[:1] == [bos] else None
-
-
-def encode_rendered(tokenizer: Any, text: str, bos_id: int | None) -> list[int]:
-    """Ids of chat-template output: no special tokens added, one BOS in front when ``bos_id`` is set."""
-    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    if bos_id is not None and ids[:1] != [bos_id]:
-        ids = [bos_id, *ids]
-    return ids
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seqcls_name(cfg: dict[str, Any]) -> str:
@@ -79,7 +55,8 @@ class SeqClsReward(RewardModel):
             self.device = str(next(model.parameters()).device)
         self.model, self.tokenizer = model.eval(), tokenizer
         if not getattr(tokenizer, "chat_template", None):
-            raise FusekitError(f"reward model {cfg['model']} has no chat template; it needs one to render a conversation")
+            raise FusekitError(f"reward model {cfg['model']} has no chat template; "
+                               "it needs one to render a conversation")
 
         pad_id = getattr(model.config, "pad_token_id", None)
         if pad_id is None:
