@@ -112,3 +112,29 @@ def test_two_runs_load_their_own_rows_with_the_plain_load_dataset(tmp_path, tiny
     res = run_cli("pairs", str(tmp_path / "small" / "run"), "pairs.test_fraction=0")
     assert res.returncode == 0, res.stderr[-3000:]
     assert dataset_folder(tmp_path / "small" / "run") == folders["small"] and folders["large"].is_dir()
+
+
+def test_new_rows_replace_the_runs_folder_and_an_export_leaves_it(tmp_path, monkeypatch):
+    from fusedata import recipe as recipe_mod
+    from fusedata.dataset import run_dataset_folder, write_run_dataset
+    from fusedata.store import RunStore
+
+    r = recipe_mod.parse({"name": "My Run", "domains": {"math": ["embedded:math"]},
+                          "models": [{"model": "embedded:smollm2-135m"}], "pairs": {"test_fraction": 0.0}})
+
+    def rows(n: int) -> dict[str, list[dict]]:
+        return {"sft": [{"prompt_id": f"p{i}", "domain": "math",
+                         "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
+                        for i in range(n)]}
+
+    with RunStore(tmp_path / "run") as store:
+        first = write_run_dataset(store, r, rows(2), {})
+        assert first.folder.parent == tmp_path / "run" and first.folder.name.startswith("my-run-fusechat3-")
+        assert first.counts == {"sft": {"train": 2, "test": 0}}
+        second = write_run_dataset(store, r, rows(3), {})
+        assert second.folder != first.folder and not first.folder.exists()
+        export = write_run_dataset(store, r, rows(1), {}, out=tmp_path / "elsewhere")
+        assert export.folder == tmp_path / "elsewhere" and second.folder.is_dir()
+    assert run_dataset_folder(tmp_path / "run") == second.folder
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    assert datasets.load_dataset(str(second.folder), "sft", split="train").num_rows == 3
