@@ -22,7 +22,7 @@ from rich.table import Table
 
 from fusedata import models
 from fusedata.engines.hf import default_device
-from fusedata.rewards import validate_spec
+from fusedata.rewards import SeqclsRewardConfig
 from fusedata.rewards.seqcls import SeqClsReward
 
 DATA = Path(__file__).resolve().parent.parent / "fusedata" / "data"
@@ -71,8 +71,8 @@ def main() -> None:
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = AutoModelForSequenceClassification.from_pretrained(ref.path, num_labels=1, dtype=dtype).to(device)
     tok = models.load_tokenizer(ref)
-    cfg = validate_spec({"kind": "seqcls", "model": "embedded:smollm2-135m", "batch_size": args.batch_size,
-                         "name": "rm:smollm2-135m-random-head"})
+    cfg = SeqclsRewardConfig(model="embedded:smollm2-135m", batch_size=args.batch_size,
+                             name="rm:smollm2-135m-random-head")
     rm = SeqClsReward(cfg, model=model, tokenizer=tok)
 
     items = make_items(args.items)

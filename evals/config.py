@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fusedata.config import apply_overrides, build, choice, load_yaml
-from fusedata.endpoint import EndpointSettings
+from fusedata.endpoint import ENDPOINT_KEYS, endpoint_settings
 from fusedata.engines import ENGINES, EngineConfig
 from fusedata.errors import FusekitError
 from fusedata.judge import JudgeSettings
@@ -42,7 +42,6 @@ from .records import MODES
 from .score import check_lc_inputs
 
 DEFAULT_MODEL = "embedded:smollm2-135m"
-_ENDPOINT_KEYS = ("api_key_env", "concurrency", "timeout", "max_retries")
 
 
 @dataclass
@@ -71,9 +70,9 @@ class JudgeConfig:
     model: str = DEFAULT_MODEL
     base_url: str | None = None
     api_key_env: str | None = None
-    concurrency: int = 8
-    timeout: float = 300.0
-    max_retries: int = 4
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
     batch_size: int = 4
     max_tokens: int | None = None  # caps every request's max_tokens (cheap smoke runs); recorded
     prefill: str = ""  # starts every reply (in-process judges only); recorded
@@ -85,9 +84,7 @@ class JudgeConfig:
     def settings(self) -> JudgeSettings:
         endpoint = None
         if self.base_url:
-            key = {"api_key_env": self.api_key_env} if self.api_key_env else {}
-            endpoint = EndpointSettings(self.base_url, self.model, concurrency=self.concurrency, timeout=self.timeout,
-                                        max_retries=self.max_retries, **key)
+            endpoint = endpoint_settings(self.base_url, self.model, "judge", **_endpoint_keys(self))
         return JudgeSettings(self.model, endpoint, self.batch_size, self.max_tokens, self.prefill)
 
     def record(self) -> dict[str, Any]:
@@ -134,6 +131,10 @@ def _default_name(ref: str) -> str:
     return ref.split(":", 1)[1] if ref.startswith("embedded:") else Path(ref.rstrip("/")).name or ref
 
 
+def _endpoint_keys(block: ModelConfig | JudgeConfig) -> dict[str, Any]:
+    return {k: getattr(block, k) for k in ENDPOINT_KEYS}
+
+
 def _engine(engine: str | None, base_url: str | None) -> str:
     return engine or ("openai" if base_url else "transformers")
 
@@ -141,8 +142,7 @@ def _engine(engine: str | None, base_url: str | None) -> str:
 def _eval_model(m: ModelConfig) -> EvalModel:
     endpoint = None
     if m.base_url:
-        given = {k: getattr(m, k) for k in _ENDPOINT_KEYS if getattr(m, k) is not None}
-        endpoint = EndpointSettings(m.base_url, m.model, **given)
+        endpoint = endpoint_settings(m.base_url, m.model, f"model {m.name or m.model}", **_endpoint_keys(m))
     engine = EngineConfig(name=m.name or _default_name(m.model), model=m.model, engine=_engine(m.engine, m.base_url),
                           endpoint=endpoint, batch_size=m.batch_size, system_prompt=m.system_prompt)
     return EvalModel(engine, m.temperature, m.max_tokens)
@@ -163,7 +163,7 @@ def _model_overrides(models: list[Any], flags: dict[str, Any]) -> list[str]:
             continue  # build() names the bad entry
         merged = {**m, **flags}
         served = _engine(merged.get("engine"), merged.get("base_url")) == "openai"
-        out += _as_overrides({k: v for k, v in flags.items() if served or k not in _ENDPOINT_KEYS}, f"models.{i}.")
+        out += _as_overrides({k: v for k, v in flags.items() if served or k not in ENDPOINT_KEYS}, f"models.{i}.")
     return out
 
 
@@ -189,7 +189,7 @@ def _check_model(m: ModelConfig, where: str) -> None:
     choice(engine, ENGINES, f"{where}.engine")
     if engine == "openai" and not m.base_url:
         raise FusekitError(f"{where}: engine 'openai' needs base_url (--base-url), e.g. http://127.0.0.1:8000/v1")
-    stray = [k for k in ("base_url", *_ENDPOINT_KEYS) if engine != "openai" and getattr(m, k) is not None]
+    stray = [k for k in ("base_url", *ENDPOINT_KEYS) if engine != "openai" and getattr(m, k) is not None]
     if stray:
         raise FusekitError(f"{where}: {', '.join(stray)}: for engine 'openai' only, this model's is '{engine}'")
     _positive(m.batch_size, f"{where}.batch_size")

@@ -107,17 +107,19 @@ def build(cls: type, raw: Any, where: str = "") -> Any:
     if not isinstance(raw, dict):
         raise FusekitError(f"{where or 'recipe'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in names:
-            tip = did_you_mean(key, names) or f"; allowed: {', '.join(names)}"
-            raise FusekitError(f"{where or 'recipe'}: unknown key '{key}'{tip}")
-        kwargs[key] = _check_type(value, hints[key], f"{where}.{key}" if where else key)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:  # a required field left out
-        raise FusekitError(f"{where or 'recipe'}: {e}") from None
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
+    unknown = [str(k) for k in raw if k not in names]
+    if unknown:
+        tip = did_you_mean(unknown[0], names) or f"; allowed: {', '.join(names)}"
+        keys = "key " if len(unknown) == 1 else "keys "
+        raise FusekitError(f"{where or 'recipe'}: unknown {keys}{', '.join(repr(k) for k in unknown)}{tip}")
+    required = [f.name for f in fields if f.name not in raw and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING]
+    if required:
+        raise FusekitError(f"{where or 'recipe'}: needs {', '.join(repr(k) for k in required)}")
+    kwargs = {key: _check_type(value, hints[key], f"{where}.{key}" if where else key) for key, value in raw.items()}
+    return cls(**kwargs)
 
 
 def _parse_value(text: str) -> Any:

@@ -22,6 +22,7 @@ What the openai client retries, and what it does not, is in docs/data.md ("OpenA
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -40,8 +41,30 @@ class EndpointSettings:
     model: str
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
-    timeout: float = 120.0
+    # One default for generation and judging: a long judge verdict or a 2k-token answer from a
+    # busy 70B server can take minutes, and a timeout that fires early wastes the work via retries.
+    timeout: float = 300.0
     max_retries: int = 4
+
+
+#: the keys a recipe block may set besides base_url and model; unset (None) keeps the default above
+ENDPOINT_KEYS = ("api_key_env", "concurrency", "timeout", "max_retries")
+
+
+def endpoint_settings(base_url: str, model: str, where: str, **keys: Any) -> EndpointSettings:
+    """Settings from a recipe block's flat keys (``where`` names the block in errors)."""
+    given = {k: v for k, v in keys.items() if v is not None}
+    unknown = set(given) - set(ENDPOINT_KEYS)
+    if unknown:
+        raise FusekitError(f"{where}: unknown endpoint key(s) {', '.join(sorted(unknown))}")
+    if given.get("concurrency", 1) < 1:
+        raise FusekitError(f"{where}.concurrency must be >= 1, got {given['concurrency']}")
+    if given.get("max_retries", 0) < 0:
+        raise FusekitError(f"{where}.max_retries must be >= 0, got {given['max_retries']}")
+    timeout = given.get("timeout", 1.0)
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise FusekitError(f"{where}.timeout must be a positive number of seconds, got {timeout}")
+    return EndpointSettings(base_url, model, **given)
 
 
 @dataclass(frozen=True)

@@ -424,10 +424,11 @@ def _model_plan(spec: ModelSpec, role: str, prompts: dict[str, int], fill: float
 
 def _scoring_plan(recipe: Recipe, models: tuple[ModelPlan, ...], fill: float, prompt_tokens: dict[str, int],
                   rm_tokens_per_s: float | None) -> ScoringPlan:
-    reward = recipe.scoring.reward
-    scored = {d for d, scorers in recipe.scoring.domains.items() if "reward" in scorers and reward["kind"] != "none"}
-    model = str(reward.get("model", ""))
-    device = "cpu" if model.startswith("embedded:") or str(reward.get("device", "")).lower() == "cpu" else "gpu"
+    reward = recipe.scoring.reward_config
+    scored = {d for d, scorers in recipe.scoring.domains.items() if "reward" in scorers and reward.kind != "none"}
+    model = getattr(reward, "model", "")
+    on_cpu = model.startswith("embedded:") or (getattr(reward, "device", None) or "").lower() == "cpu"
+    device = "cpu" if on_cpu else "gpu"
     items = tokens = 0
     for m in models:
         for d, g in m.generations.items():

@@ -27,18 +27,20 @@ anywhere costs a second, not the hours of generation before the stage that reads
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from .cluster import Resources
 from .config import apply_overrides, build, did_you_mean, load_yaml
-from .endpoint import EndpointSettings
+from .endpoint import ENDPOINT_KEYS, EndpointSettings, endpoint_settings
 from .engines import ENGINES, EngineConfig
 from .errors import FusekitError
 from .records import DOMAINS, SamplingParams
+
+if TYPE_CHECKING:
+    from .rewards import RewardConfig
 
 DEFAULT_RECIPE = "default.yaml"
 METHODS = ("fusechat3", "wrpo", "fuserl")
@@ -102,9 +104,6 @@ class _ModelBlock:
     domains: list[str] | None = None
 
 
-_ENDPOINT_KEYS = ("api_key_env", "concurrency", "timeout", "max_retries")
-
-
 @dataclass(frozen=True)
 class MathOptions:
     """Options of the math verifier; unset ones keep ``verify_math_batch``'s defaults."""
@@ -143,6 +142,13 @@ class ScoringConfig:
     def reward_spec(self) -> dict[str, Any]:
         """The reward block without its Ray placement: what ``fusedata.rewards`` takes."""
         return {k: v for k, v in self.reward.items() if k != "ray"}
+
+    @property
+    def reward_config(self) -> RewardConfig:
+        """The typed reward block (``parse_scoring`` has checked it, so this does not fail)."""
+        from .rewards import validate_spec
+
+        return validate_spec(self.reward_spec)
 
     def resources(self, scorer: str) -> Resources:
         """What one replica of ``scorer`` (math, code, reward) needs on a Ray cluster."""
@@ -251,20 +257,16 @@ def _check_sampling(sp: SamplingParams, where: str) -> None:
 
 
 def _endpoint(block: _ModelBlock, where: str) -> EndpointSettings | None:
-    given = {k: getattr(block, k) for k in _ENDPOINT_KEYS if getattr(block, k) is not None}
     if block.engine != "openai":
-        stray = [k for k in ("base_url", *_ENDPOINT_KEYS) if getattr(block, k) is not None]
+        stray = [k for k in ("base_url", *ENDPOINT_KEYS) if getattr(block, k) is not None]
         if stray:
             raise FusekitError(f"recipe: {where}: {', '.join(stray)} only apply to engine 'openai' "
                                f"(this model's engine is '{block.engine}')")
         return None
     if not block.base_url:
         raise FusekitError(f"recipe: {where}: engine 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
-    _at_least(block.concurrency, 1, f"{where}.concurrency")
-    _at_least(block.max_retries, 0, f"{where}.max_retries")
-    if block.timeout is not None and not (block.timeout > 0 and math.isfinite(block.timeout)):
-        raise FusekitError(f"recipe: {where}.timeout must be a positive number of seconds, got {block.timeout}")
-    return EndpointSettings(base_url=block.base_url, model=block.model, **given)
+    return endpoint_settings(block.base_url, block.model, f"recipe: {where}",
+                             **{k: getattr(block, k) for k in ENDPOINT_KEYS})
 
 
 def _model(raw: Any, where: str) -> ModelSpec:
@@ -314,10 +316,7 @@ def parse_scoring(raw: dict[str, Any] | None, where: str = "recipe: scoring") ->
             cfg.resources(scorer)
         except FusekitError as e:
             raise FusekitError(f"{where}.{scorer}: {str(e).removeprefix('recipe: ')}") from None
-    try:
-        validate_spec(cfg.reward_spec)
-    except FusekitError as e:
-        raise FusekitError(f"{where}.reward: {e}") from None
+    validate_spec(cfg.reward_spec, f"{where}.reward")
     return cfg
 
 

@@ -17,7 +17,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +27,9 @@ from .errors import FusekitError
 from .recipe import ScoringConfig, verifier_kwargs
 from .records import DOMAINS, Prompt, Response, Score
 from .store import RunStore
+
+if TYPE_CHECKING:
+    from .rewards import RewardConfig
 
 
 @dataclass
@@ -104,7 +107,7 @@ class VerifierWorker:
 class RewardWorker:
     """One replica of the reward model, loaded where the worker runs."""
 
-    def __init__(self, spec: dict, name: str):
+    def __init__(self, spec: RewardConfig, name: str):
         from .rewards import make_reward
 
         self.rm = make_reward(spec)
@@ -165,9 +168,9 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
         reward_domains = {d for d, v in cfg.domains.items() if "reward" in v}
         if any(p.domain in reward_domains for p in prompts.values()):
             try:
-                name = scorer_name(cfg.reward_spec)
+                name = scorer_name(cfg.reward_config)
                 if name:
-                    run("reward", name, functools.partial(RewardWorker, cfg.reward_spec, name))
+                    run("reward", name, functools.partial(RewardWorker, cfg.reward_config, name))
             except FusekitError as e:  # the model would not load: the run goes on without rewards
                 rep.reward_error = f"reward scores not computed: {e}"
     store.set_meta("scoring", {"reward": cfg.reward, "domains": cfg.domains, "isolation": rep.isolation})

@@ -17,9 +17,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from fusedata.endpoint import EndpointSettings
 from fusedata.errors import FusekitError
 from fusedata.judge import LocalJudge
-from fusedata.rewards import make_reward, validate_spec
+from fusedata.rewards import (
+    JudgeRewardConfig,
+    NoRewardConfig,
+    SeqclsRewardConfig,
+    make_reward,
+    scorer_name,
+    validate_spec,
+)
 from fusedata.rewards.judge import JudgeReward, judge_prompt, reward_prompt
 from fusedata.rewards.seqcls import SeqClsReward
 from tests.conftest import free_port
@@ -52,7 +60,7 @@ def rm(tiny_rm):
 
 
 def test_seqcls_batched_equals_one_by_one(rm):
-    assert rm.name.startswith("rm:") and rm.name.endswith(rm.cfg["model"])
+    assert rm.name.startswith("rm:") and rm.name.endswith(rm.cfg.model)
     lengths = [len(rm.encode(p, r)[0]) for p, r in ITEMS]
     assert max(lengths) > 8 * min(lengths)  # very different lengths: padding really happens
     batched = rm.score_many(ITEMS)
@@ -349,20 +357,39 @@ def test_kind_none_is_no_reward_model():
     ({"kind": "armo"}, "unknown reward kind 'armo'"),
     ({"model": "x"}, "unknown reward kind None"),
     ({"kind": "seqcls", "model": "x", "batchsize": 4}, "unknown key 'batchsize'"),
-    ({"kind": "seqcls", "model": "x", "foo": 1, "bar": 2}, "unknown keys 'bar', 'foo'"),
+    ({"kind": "seqcls", "model": "x", "foo": 1, "bar": 2}, "unknown keys 'foo', 'bar'"),
     ({"kind": "seqcls"}, "needs 'model'"),
-    ({"kind": "seqcls", "model": "x", "output": "reward"}, "'output' must be one of"),
+    ({"kind": "seqcls", "model": "x", "output": "reward"}, "output: unknown value 'reward'; expected one of auto"),
     ({"kind": "seqcls", "model": "x", "batch_size": 0}, "'batch_size' must be an integer >= 1"),
     ({"kind": "judge", "model": "x", "concurrency": 4}, "'concurrency' only apply to a judge with a 'base_url'"),
     ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "device": "cpu"},
      "'device' only apply to an in-process"),
-    ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "timeout": -1}, "'timeout' must be a positive"),
+    ({"kind": "judge", "model": "x", "base_url": "http://h/v1", "timeout": -1}, "timeout must be a positive"),
     ({"kind": "none", "model": "x"}, "unknown key 'model'"),
     ("seqcls", "must be a mapping"),
 ])
 def test_bad_specs(spec, message):
     with pytest.raises(FusekitError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_reward(spec)
+
+
+def test_specs_become_typed_configs_with_defaults():
+    seq = validate_spec({"kind": "seqcls", "model": "a/rm", "batch_size": 2})
+    assert isinstance(seq, SeqclsRewardConfig)
+    assert (seq.model, seq.batch_size, seq.max_length, seq.output, seq.trust_remote_code) == ("a/rm", 2, 4096, "auto",
+                                                                                              False)
+    local = validate_spec({"kind": "judge", "model": "embedded:smollm2-135m"})
+    assert isinstance(local, JudgeRewardConfig) and local.endpoint() is None
+    assert (local.batch_size, local.max_length, local.device) == (8, None, None)
+    http = validate_spec({"kind": "judge", "model": "m", "base_url": "http://h/v1", "concurrency": 2, "timeout": 5})
+    assert http.endpoint() == EndpointSettings("http://h/v1", "m", concurrency=2, timeout=5.0)
+    assert validate_spec({"kind": "none"}) == NoRewardConfig()
+    assert validate_spec(seq) is seq
+    # stored scores are keyed by these names
+    assert scorer_name({"kind": "seqcls", "model": "a/rm"}) == "rm:a/rm"
+    assert scorer_name({"kind": "judge", "model": "embedded:smollm2-135m"}).startswith("judge:smollm2-135m@")
+    assert scorer_name({"kind": "judge", "model": "m", "name": "mine", "base_url": "http://h/v1"}).startswith("mine@")
+    assert scorer_name({"kind": "none"}) is None
 
 
 def test_seqcls_model_folder_missing(tmp_path):

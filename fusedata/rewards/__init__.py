@@ -1,6 +1,7 @@
 """Reward models behind one interface: score (prompt, response) pairs with a float.
 
-Three kinds, chosen by a small spec dict (the recipe's ``reward:`` block)::
+Three kinds, chosen by a small spec dict (the recipe's ``reward:`` block), checked into a typed
+config (``SeqclsRewardConfig``, ``JudgeRewardConfig``, ``NoRewardConfig``) by ``validate_spec``::
 
     {"kind": "seqcls", "model": REF}                   # HF sequence-classification RM (Skywork, ArmoRM…)
     {"kind": "judge", "model": REF}                    # LLM judge in-process (transformers)
@@ -28,37 +29,69 @@ won't load or a judge endpoint that cannot be reached at construction.
 
 from __future__ import annotations
 
-import math
-from dataclasses import fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from ..endpoint import EndpointSettings
+from ..config import build, did_you_mean
+from ..endpoint import ENDPOINT_KEYS, EndpointSettings, endpoint_settings
 from ..errors import FusekitError
 from ..records import Message
 
 KINDS = ("seqcls", "judge", "none")
 
-# key -> default (None: no default; REQUIRED: must be given)
-REQUIRED = object()
-SEQCLS_KEYS: dict[str, Any] = {
-    "kind": REQUIRED,
-    "model": REQUIRED,
-    "name": None,
-    "batch_size": 8,
-    "max_length": 4096,
-    "trust_remote_code": False,
-    "output": "auto",
-    "device": None,  # None: cuda when available, else cpu
-    "attn_implementation": None,  # e.g. "eager" for Skywork-Gemma-2-27B (sdpa degrades it)
-}
-JUDGE_COMMON_KEYS: dict[str, Any] = {"kind": REQUIRED, "model": REQUIRED, "name": None}
-JUDGE_LOCAL_KEYS: dict[str, Any] = {"batch_size": 8, "max_length": None, "device": None}
-# A judge over an endpoint takes EndpointSettings' keys (its model is the spec's); unset ones keep
-# that type's defaults.
-JUDGE_HTTP_KEYS: dict[str, Any] = {
-    f.name: REQUIRED if f.name == "base_url" else None for f in fields(EndpointSettings) if f.name != "model"
-}
-SEQCLS_OUTPUTS = ("auto", "logits", "score")
+
+@dataclass(frozen=True)
+class SeqclsRewardConfig:
+    """A ``kind: seqcls`` reward block."""
+
+    model: str
+    kind: Literal["seqcls"] = "seqcls"
+    name: str | None = None
+    batch_size: int = 8
+    max_length: int = 4096
+    trust_remote_code: bool = False
+    output: Literal["auto", "logits", "score"] = "auto"
+    device: str | None = None  # None: cuda when available, else cpu
+    attn_implementation: str | None = None  # e.g. "eager" for Skywork-Gemma-2-27B (sdpa degrades it)
+
+
+@dataclass(frozen=True)
+class JudgeRewardConfig:
+    """A ``kind: judge`` reward block: in-process without ``base_url``, over an endpoint with one.
+    Unset endpoint keys keep ``EndpointSettings``' defaults."""
+
+    model: str
+    kind: Literal["judge"] = "judge"
+    name: str | None = None
+    # in-process only
+    batch_size: int = 8
+    max_length: int | None = None
+    device: str | None = None
+    # endpoint only
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+
+    def endpoint(self, where: str = "reward") -> EndpointSettings | None:
+        """The endpoint the judge talks to; ``None`` for an in-process judge."""
+        if self.base_url is None:
+            return None
+        return endpoint_settings(self.base_url, self.model, where, **{k: getattr(self, k) for k in ENDPOINT_KEYS})
+
+
+@dataclass(frozen=True)
+class NoRewardConfig:
+    """``kind: none``: no reward model."""
+
+    kind: Literal["none"] = "none"
+
+
+RewardConfig = SeqclsRewardConfig | JudgeRewardConfig | NoRewardConfig
+_CONFIGS: dict[str, type] = {"seqcls": SeqclsRewardConfig, "judge": JudgeRewardConfig, "none": NoRewardConfig}
+_JUDGE_LOCAL_KEYS = ("batch_size", "max_length", "device")
+_JUDGE_ENDPOINT_KEYS = ("base_url", *ENDPOINT_KEYS)
 
 
 class RewardModel:
@@ -88,85 +121,56 @@ class RewardModel:
         return f"{type(self).__name__}({self.name!r})"
 
 
-def _check_keys(spec: dict, allowed: dict[str, Any], what: str) -> dict[str, Any]:
-    unknown = sorted(k for k in spec if k not in allowed)
-    if unknown:
-        raise FusekitError(
-            f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} in {what} reward spec; "
-            f"allowed: {', '.join(allowed)}"
-        )
-    missing = [k for k, v in allowed.items() if v is REQUIRED and k not in spec]
-    if missing:
-        raise FusekitError(f"{what} reward spec needs {', '.join(map(repr, missing))}")
-    return {k: spec.get(k, None if v is REQUIRED else v) for k, v in allowed.items()}
+def _check_judge_keys(spec: dict, where: str) -> None:
+    """Refuse keys of the other judge form: an endpoint judge has no batch size, an in-process one no URL."""
+    http = "base_url" in spec
+    misplaced = sorted(k for k in spec if k in (_JUDGE_LOCAL_KEYS if http else _JUDGE_ENDPOINT_KEYS))
+    if misplaced:
+        form = "an in-process judge (no 'base_url')" if http else "a judge with a 'base_url'"
+        raise FusekitError(f"{where}: judge reward spec key{'s' if len(misplaced) > 1 else ''} "
+                           f"{', '.join(map(repr, misplaced))} only apply to {form}")
 
 
-def _positive_int(spec: dict, key: str, minimum: int = 1) -> None:
-    v = spec.get(key)
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise FusekitError(f"reward spec key '{key}' must be an integer >= {minimum}, got {v!r}")
+def _check_values(cfg: SeqclsRewardConfig | JudgeRewardConfig, where: str) -> None:
+    for key, minimum in (("batch_size", 1), ("max_length", 8)):
+        value = getattr(cfg, key)
+        if value is not None and value < minimum:
+            raise FusekitError(f"{where}: '{key}' must be an integer >= {minimum}, got {value!r}")
+    for key in ("model", "name", "base_url", "api_key_env"):
+        value = getattr(cfg, key, None)
+        if value is not None and not value.strip():
+            raise FusekitError(f"{where}: '{key}' must be a non-empty string")
+    if isinstance(cfg, JudgeRewardConfig):
+        cfg.endpoint(where)  # checks its numbers
 
 
-def validate_spec(spec: Any) -> dict[str, Any]:
-    """Check a reward spec and return it with defaults filled in (loads nothing)."""
+def validate_spec(spec: Any, where: str = "reward") -> RewardConfig:
+    """The typed config of a reward block (loads nothing); an already typed config is returned as is.
+    ``where`` names the block in errors."""
+    if isinstance(spec, (SeqclsRewardConfig, JudgeRewardConfig, NoRewardConfig)):
+        return spec
     if not isinstance(spec, dict):
-        raise FusekitError(f"a reward spec must be a mapping with a 'kind', got {type(spec).__name__}")
+        raise FusekitError(f"{where}: a reward spec must be a mapping with a 'kind', got {type(spec).__name__}")
     kind = spec.get("kind")
     if kind not in KINDS:
-        raise FusekitError(f"unknown reward kind {kind!r}; known: {', '.join(KINDS)}")
-    if kind == "none":
-        return _check_keys(spec, {"kind": REQUIRED}, "'none'")
-    if kind == "seqcls":
-        out = _check_keys(spec, SEQCLS_KEYS, "'seqcls'")
-        if out["output"] not in SEQCLS_OUTPUTS:
-            raise FusekitError(f"seqcls 'output' must be one of {', '.join(SEQCLS_OUTPUTS)}, got {out['output']!r}")
-        if not isinstance(out["trust_remote_code"], bool):
-            raise FusekitError(f"seqcls 'trust_remote_code' must be true or false, got {out['trust_remote_code']!r}")
-        _positive_int(out, "batch_size")
-        _positive_int(out, "max_length", 8)
-    else:  # judge
-        http = "base_url" in spec
-        allowed = {**JUDGE_COMMON_KEYS, **(JUDGE_HTTP_KEYS if http else JUDGE_LOCAL_KEYS)}
-        other = JUDGE_LOCAL_KEYS if http else JUDGE_HTTP_KEYS
-        misplaced = sorted(k for k in spec if k in other and k not in allowed)
-        if misplaced:
-            where = "an in-process judge (no 'base_url')" if http else "a judge with a 'base_url'"
-            raise FusekitError(
-                f"judge reward spec key{'s' if len(misplaced) > 1 else ''} {', '.join(map(repr, misplaced))} "
-                f"only apply to {where}"
-            )
-        out = _check_keys(spec, allowed, "'judge'")
-        for key in ("batch_size", "concurrency"):
-            _positive_int(out, key)
-        _positive_int(out, "max_length", 8)
-        _positive_int(out, "max_retries", 0)
-        if http:
-            t = out["timeout"]
-            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0
-                                  or not math.isfinite(t)):
-                raise FusekitError(f"judge 'timeout' must be a positive number of seconds, got {t!r}")
-            if not isinstance(out["base_url"], str) or not out["base_url"]:
-                raise FusekitError(f"judge 'base_url' must be a URL, got {out['base_url']!r}")
-            key_env = out["api_key_env"]
-            if key_env is not None and (not isinstance(key_env, str) or not key_env):
-                raise FusekitError(f"judge 'api_key_env' must name an environment variable, got {key_env!r}")
-    if not isinstance(out["model"], str) or not out["model"].strip():
-        raise FusekitError(f"{kind} reward spec 'model' must be a non-empty string, got {out['model']!r}")
-    if out["name"] is not None and (not isinstance(out["name"], str) or not out["name"]):
-        raise FusekitError(f"reward spec 'name' must be a non-empty string, got {out['name']!r}")
-    return out
+        raise FusekitError(f"{where}: unknown reward kind {kind!r}{did_you_mean(kind, KINDS) if kind else ''}; "
+                           f"known: {', '.join(KINDS)}")
+    if kind == "judge":
+        _check_judge_keys(spec, where)
+    cfg = build(_CONFIGS[kind], spec, where)
+    if not isinstance(cfg, NoRewardConfig):
+        _check_values(cfg, where)
+    return cfg
 
 
-def scorer_name(spec: dict) -> str | None:
+def scorer_name(spec: dict | RewardConfig) -> str | None:
     """The name a reward model's scores carry in the run store, known without loading it (the
     driver of a cluster run needs it to find pending work). A judge's prompt version is part of
     the name: a new prompt means new scores."""
     cfg = validate_spec(spec)
-    if cfg["kind"] == "none":
+    if isinstance(cfg, NoRewardConfig):
         return None
-    if cfg["kind"] == "seqcls":
+    if isinstance(cfg, SeqclsRewardConfig):
         from .seqcls import seqcls_name
 
         return seqcls_name(cfg)
@@ -175,12 +179,12 @@ def scorer_name(spec: dict) -> str | None:
     return f"{judge_name(cfg)}@{reward_prompt().version}"
 
 
-def make_reward(spec: dict) -> RewardModel | None:
+def make_reward(spec: dict | RewardConfig) -> RewardModel | None:
     """Build the reward model a spec describes; ``None`` for ``{"kind": "none"}``."""
     cfg = validate_spec(spec)
-    if cfg["kind"] == "none":
+    if isinstance(cfg, NoRewardConfig):
         return None
-    if cfg["kind"] == "seqcls":
+    if isinstance(cfg, SeqclsRewardConfig):
         from .seqcls import SeqClsReward
 
         return SeqClsReward(cfg)
@@ -189,4 +193,5 @@ def make_reward(spec: dict) -> RewardModel | None:
     return JudgeReward(cfg)
 
 
-__all__ = ["KINDS", "RewardModel", "make_reward", "scorer_name", "validate_spec"]
+__all__ = ["KINDS", "JudgeRewardConfig", "NoRewardConfig", "RewardConfig", "RewardModel", "SeqclsRewardConfig",
+           "make_reward", "scorer_name", "validate_spec"]

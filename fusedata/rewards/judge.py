@@ -26,12 +26,10 @@ import functools
 import math
 import re
 from importlib import resources
-from typing import Any
 
-from ..endpoint import EndpointSettings
 from ..judge import JudgePrompt, JudgeReply, JudgeRequest, JudgeSettings, make_judge, read_prompt
 from ..records import Message
-from . import JUDGE_HTTP_KEYS, RewardModel
+from . import JudgeRewardConfig, RewardModel
 
 DIGITS = tuple(range(1, 10))
 TOP_LOGPROBS = 10
@@ -99,28 +97,24 @@ def rating(reply: JudgeReply) -> tuple[float, str | None]:
     return float("nan"), f"no logprobs returned and the reply {reply.text!r} holds no digit 1-9"
 
 
-def judge_name(cfg: dict[str, Any]) -> str:
-    if cfg.get("name"):
-        return cfg["name"]
-    model = cfg["model"]
+def judge_name(cfg: JudgeRewardConfig) -> str:
+    if cfg.name:
+        return cfg.name
+    model = cfg.model
     return "judge:" + (model.split(":", 1)[1] if model.startswith("embedded:") else model)
 
 
-def judge_settings(cfg: dict[str, Any]) -> JudgeSettings:
-    """The judge a validated reward spec describes; unset endpoint keys keep ``EndpointSettings``' defaults."""
-    endpoint = None
-    if cfg.get("base_url"):
-        given = {k: cfg[k] for k in JUDGE_HTTP_KEYS if k != "base_url" and cfg.get(k) is not None}
-        endpoint = EndpointSettings(base_url=cfg["base_url"], model=cfg["model"], **given)
-    return JudgeSettings(cfg["model"], endpoint, batch_size=int(cfg.get("batch_size") or 8),
-                         max_length=cfg.get("max_length"), device=cfg.get("device"))
+def judge_settings(cfg: JudgeRewardConfig) -> JudgeSettings:
+    """The judge a validated reward config describes."""
+    return JudgeSettings(cfg.model, cfg.endpoint("scoring.reward"), batch_size=cfg.batch_size,
+                         max_length=cfg.max_length, device=cfg.device)
 
 
 class JudgeReward(RewardModel):
     """A reward model that asks a judge; ``last_digit_mass`` is Σ p(d) per item of the last call
     (NaN where unknown): how much of its first token the judge spends on a rating at all."""
 
-    def __init__(self, cfg: dict[str, Any]):
+    def __init__(self, cfg: JudgeRewardConfig):
         super().__init__()
         self.cfg = cfg
         self.name = judge_name(cfg)

@@ -27,27 +27,27 @@ from .. import models
 from ..engines.hf import default_device, encode_rendered, implicit_bos, right_pad
 from ..errors import FusekitError
 from ..records import Message
-from . import RewardModel
+from . import RewardModel, SeqclsRewardConfig
 
 log = logging.getLogger(__name__)
 
 
-def seqcls_name(cfg: dict[str, Any]) -> str:
-    return cfg.get("name") or f"rm:{cfg['model']}"
+def seqcls_name(cfg: SeqclsRewardConfig) -> str:
+    return cfg.name or f"rm:{cfg.model}"
 
 
 class SeqClsReward(RewardModel):
-    def __init__(self, cfg: dict[str, Any], *, model: Any = None, tokenizer: Any = None):
+    def __init__(self, cfg: SeqclsRewardConfig, *, model: Any = None, tokenizer: Any = None):
         """``cfg`` is a validated spec (see ``validate_spec``). ``model``/``tokenizer`` may be
-        passed already loaded (benchmarks, tests); otherwise ``cfg['model']`` is loaded."""
+        passed already loaded (benchmarks, tests); otherwise ``cfg.model`` is loaded."""
         import torch
 
         super().__init__()
         self.cfg = cfg
         self.name = seqcls_name(cfg)
-        self.batch_size = int(cfg.get("batch_size") or 8)
-        self.max_length = int(cfg.get("max_length") or 4096)
-        self.output = cfg.get("output") or "auto"
+        self.batch_size = cfg.batch_size
+        self.max_length = cfg.max_length
+        self.output = cfg.output
         self.truncated = 0
         if model is None or tokenizer is None:
             model, tokenizer = self._load(cfg)  # sets self.device
@@ -55,14 +55,14 @@ class SeqClsReward(RewardModel):
             self.device = str(next(model.parameters()).device)
         self.model, self.tokenizer = model.eval(), tokenizer
         if not getattr(tokenizer, "chat_template", None):
-            raise FusekitError(f"reward model {cfg['model']} has no chat template; "
+            raise FusekitError(f"reward model {cfg.model} has no chat template; "
                                "it needs one to render a conversation")
 
         pad_id = getattr(model.config, "pad_token_id", None)
         if pad_id is None:
             pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if pad_id is None:
-            raise FusekitError(f"reward model {cfg['model']} has neither a pad nor an eos token; cannot batch it")
+            raise FusekitError(f"reward model {cfg.model} has neither a pad nor an eos token; cannot batch it")
         model.config.pad_token_id = pad_id
         text_cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         text_cfg.pad_token_id = pad_id
@@ -71,20 +71,20 @@ class SeqClsReward(RewardModel):
         self.bos_id = implicit_bos(tokenizer)
         self._torch = torch
 
-    def _load(self, cfg: dict[str, Any]) -> tuple[Any, Any]:
+    def _load(self, cfg: SeqclsRewardConfig) -> tuple[Any, Any]:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        ref = cfg["model"]
+        ref = cfg.model
         try:
             m = models.resolve(ref)
         except FusekitError as e:
             raise FusekitError(f"cannot load reward model {ref}: {e}") from None
-        self.device = cfg.get("device") or default_device()
+        self.device = cfg.device or default_device()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        kw: dict[str, Any] = {"dtype": dtype, "trust_remote_code": bool(cfg.get("trust_remote_code"))}
-        if cfg.get("attn_implementation"):
-            kw["attn_implementation"] = cfg["attn_implementation"]
+        kw: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
+        if cfg.attn_implementation:
+            kw["attn_implementation"] = cfg.attn_implementation
         try:
             tok = AutoTokenizer.from_pretrained(m.path, trust_remote_code=kw["trust_remote_code"])
             model = AutoModelForSequenceClassification.from_pretrained(m.path, **kw)
@@ -139,7 +139,7 @@ class SeqClsReward(RewardModel):
         score = getattr(out, "score", None)
         if self.output == "score" or (self.output == "auto" and score is not None):
             if score is None:
-                raise FusekitError(f"reward model {self.cfg['model']} output has no 'score' field; use output: logits")
+                raise FusekitError(f"reward model {self.cfg.model} output has no 'score' field; use output: logits")
             values = score
         else:
             values = out.logits
