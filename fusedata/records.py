@@ -13,8 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+from .errors import FusekitError
 
 Message = dict[str, str]
 Domain = Literal["instruction", "math", "code", "zh"]
@@ -175,3 +178,16 @@ def from_row(cls: type, row: dict[str, Any]) -> Any:
             kw[k] = json.loads(kw[k])
     return cls(**kw)
 
+
+def jsonl_rows(lines: Iterable[str], where: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank JSONL line; ``where`` names the file in errors."""
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FusekitError(f"{where}: line {n}: malformed JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise FusekitError(f"{where}: line {n}: expected a JSON object, got {type(row).__name__}")
+        yield n, row

@@ -38,6 +38,7 @@ from typing import Any
 from evals.records import BENCHES, Question
 from fusedata.config import did_you_mean
 from fusedata.errors import FusekitError
+from fusedata.records import jsonl_rows
 
 SOURCES: tuple[str, ...] = ("auto", "package", "hub")
 DEFAULT_REFERENCE = "gpt-4"
@@ -218,16 +219,7 @@ def file_sha256(path: Path) -> str:
 def read_jsonl(path: Path, where: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line; ``where`` names the file in errors."""
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise FusekitError(f"{where}: line {n}: malformed JSON ({exc.msg}, column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise FusekitError(f"{where}: line {n}: expected a JSON object, got {type(row).__name__}")
-            yield n, row
+        yield from jsonl_rows(fh, where)
 
 
 def read_json(path: Path, where: str) -> Any:

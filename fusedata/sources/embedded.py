@@ -14,13 +14,12 @@ that a 135M-parameter chat model gets some right and some wrong:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from fusedata.errors import FusekitError
-from fusedata.records import Prompt
+from fusedata.records import Prompt, jsonl_rows
 from fusedata.sources.hub import Item, RowView, code_prompt, data_file_list, math_prompt, user
 
 
@@ -58,19 +57,6 @@ def _prompt(domain: str) -> Callable[[RowView], Item]:
     return build
 
 
-def _read_jsonl(source: str, where: str, text: str) -> Iterator[dict[str, Any]]:
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FusekitError(f"source {source!r} ({where}): line {lineno} is not JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise FusekitError(f"source {source!r} ({where}): line {lineno} is not a JSON object")
-        yield row
-
-
 @dataclass(frozen=True)
 class EmbeddedSource:
     """A prompt set read from the package data (or from ``data_files`` with the same fields)."""
@@ -102,7 +88,7 @@ class EmbeddedSource:
                     texts.append((f"file {path}", f.read()))
         index = 0
         for where, text in texts:
-            for row in _read_jsonl(self.name, where, text):
+            for _, row in jsonl_rows(text.splitlines(), f"source {self.name!r} ({where})"):
                 view = RowView(self.name, where, index, row)
                 for field in self.fields:  # fail on the first row lacking a field, naming it
                     if field not in row:
