@@ -20,7 +20,8 @@ from fusedata.errors import FusekitError
 
 from .benches import SOURCES
 from .benches.mt_bench import REFERENCES
-from .records import BENCHES, MODES
+from .records import BENCH_ALIASES, BENCHES, MODES
+from .score import PARSERS
 
 app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
                   help="AlpacaEval 2, Arena-Hard and MT-Bench with any OpenAI-compatible or in-process judge.")
@@ -32,7 +33,8 @@ def _choices(name: str, values: Sequence[str]) -> Any:
     return Enum(name, {v: v for v in values}, type=str)
 
 
-BenchName = _choices("BenchName", BENCHES)
+BenchName = _choices("BenchName", [*BENCHES, *BENCH_ALIASES])
+ParserName = _choices("ParserName", PARSERS)
 EngineName = _choices("EngineName", ENGINES)
 ModeName = _choices("ModeName", MODES)
 SourceName = _choices("SourceName", SOURCES)
@@ -73,13 +75,16 @@ def run(
     overrides: Annotated[Optional[list[str]], typer.Argument(
         metavar="KEY=VALUE", help="Dotted overrides, e.g. limit=8 judge.model=gpt-4.1 models.0.max_tokens=64")
     ] = None,
-    bench: Annotated[Optional[BenchName], _opt("= bench.")] = None,
+    bench: Annotated[Optional[BenchName], _opt(
+        f"= bench; arena-hard means {BENCH_ALIASES['arena-hard']}, upstream's current version.")] = None,
     model: Annotated[Optional[list[str]], _opt(
         "= models: REF or NAME=REF, repeatable: embedded:smollm2-135m (default), a folder, a Hub id, a .gguf, "
         "or the served name with --base-url.")] = None,
     judge: Annotated[Optional[str], _opt(
-        "= judge.model: a model reference (in-process; default embedded:smollm2-135m), or the served name with "
-        "--judge-base-url.")] = None,
+        "= judge.model: 'upstream' (the bench's leaderboard judge, or its successor once retired), an API model "
+        "(gpt-4.1: sent to OPENAI_BASE_URL, else the OpenAI API with OPENAI_API_KEY), a served name with "
+        "--judge-base-url, or a model loaded in-process. Default: upstream when OPENAI_API_KEY or OPENAI_BASE_URL "
+        "is set, else embedded:smollm2-135m (smoke runs, not leaderboard-comparable).")] = None,
     out: Annotated[Optional[Path], _opt(
         "= out: the run directory (store, reports; default runs/evals); reuse it to add models.", "--out", "-o")
     ] = None,
@@ -107,7 +112,12 @@ def run(
     mode: Annotated[Optional[ModeName], _opt(
         "= mode: MT-Bench grading, single (1–10, default) or pairwise against --baseline-model.")] = None,
     baseline_model: Annotated[Optional[str], _opt("= baseline_model: the MT-Bench pairwise opponent.")] = None,
-    prompt: Annotated[Optional[str], _opt("= prompt: a judge prompt name (`evals prompts`).")] = None,
+    prompt: Annotated[Optional[str], _opt(
+        "= prompt: upstream (default: upstream's own judge prompts, read at run time and pinned), fusekit-1 "
+        "(fusekit's paraphrases, for offline smoke runs), or one prompt's name (`evals prompts`).")] = None,
+    parser: Annotated[Optional[ParserName], _opt(
+        "= parser: upstream (default: FastChat's, arena-hard-auto's and alpaca_eval's exact rules) or lenient.")
+    ] = None,
     source: Annotated[Optional[SourceName], _opt(
         "= source of the bench data (default auto: the installed package, else the Hub).")] = None,
     data_dir: Annotated[Optional[str], _opt("= data_dir: a folder laid out like upstream's data.")] = None,
@@ -127,8 +137,9 @@ def run(
         recipe, overrides = None, [recipe, *(overrides or [])]
     flags = _given({
         "bench": bench, "models": model, "out": out, "limit": limit, "categories": _csv(categories),
-        "mode": mode, "baseline_model": baseline_model, "prompt": prompt, "source": source, "data_dir": data_dir,
-        "reference": reference, "prices": prices, "lc_inputs": lc_inputs, "style_control": style_control,
+        "mode": mode, "baseline_model": baseline_model, "prompt": prompt, "parser": parser, "source": source,
+        "data_dir": data_dir, "reference": reference, "prices": prices, "lc_inputs": lc_inputs,
+        "style_control": style_control,
         "judge.model": judge, "judge.base_url": judge_base_url, "judge.api_key_env": judge_api_key_env,
         "judge.max_tokens": judge_max_tokens, "judge.prefill": judge_prefill, "judge.concurrency": concurrency,
         "judge.timeout": timeout, "judge.max_retries": retries,
@@ -148,6 +159,7 @@ def score(
     prices: Annotated[Optional[str], _opt("YAML price table {model: {input, output}}.")] = None,
     lc_inputs: Annotated[Optional[str], _opt("AlpacaEval LC inputs: 'hub' or a folder.")] = None,
     style_control: Annotated[Optional[bool], _opt("Arena-Hard style control (default: as the run did).")] = None,
+    parser: Annotated[Optional[ParserName], _opt("Verdict parser (default: as the run did).")] = None,
 ) -> None:
     """Recompute every score and report from the stored judgments, without calling any model."""
     from .pricing import load_prices
@@ -160,7 +172,7 @@ def score(
         raise FusekitError(f"{run_dir} holds no {DB_NAME}; point at a directory written by `evals run`")
     with EvalStore(run_dir) as store:
         rescore(store, ScoreOptions(judge=judge, prices=load_prices(prices), lc_inputs=lc_inputs,
-                                    style_control=style_control), console,
+                                    style_control=style_control, parser=parser.value if parser else None), console,
                 command=["evals", *sys.argv[1:]])
 
 
@@ -169,8 +181,9 @@ def score(
 def benches() -> None:
     """The benches, their categories and where their data comes from here."""
     from .benches import bench_categories, load_questions
+    from .comparable import JUDGES
 
-    table = Table("bench", "categories", "questions", "data")
+    table = Table("bench", "categories", "questions", "judge", "data")
     for b in BENCHES:
         try:
             qs, files = load_questions(b, source="package")
@@ -178,18 +191,26 @@ def benches() -> None:
             n = str(len(qs))
         except FusekitError as e:
             n, data = "–", f"[yellow]{escape(str(e))}[/]"
-        table.add_row(b, ", ".join(bench_categories(b)), n, data)
+        up = JUDGES[b]
+        judge = up.model + (f" (retired; upstream → {up.successor})" if up.retired else "")
+        table.add_row(b, ", ".join(bench_categories(b)), n, judge, data)
     Console().print(table)
 
 
 @app.command()
 @user_errors
-def prompts() -> None:
-    """The judge prompts shipped with evals (select one with --prompt)."""
-    from .judges.prompts import load_prompt, prompt_names
+def prompts(
+    data_dir: Annotated[Optional[str], _opt("A checkout to read upstream's prompts from (as `evals run`).")] = None,
+) -> None:
+    """The judge prompts: where upstream's are read from here, and fusekit's paraphrases (--prompt fusekit-1)."""
+    from .judges.prompts import load_prompt, prompt_names, resolve
 
-    table = Table("name", "version", "description")
+    table = Table("name", "upstream (default)", "fusekit-1 paraphrase")
     for name in prompt_names():
-        p = load_prompt(name)
-        table.add_row(name, p.version, escape(p.description))
+        try:
+            _, source = resolve(name, "upstream", data_dir)
+            upstream = f"{source['version']}  {source['path']}"
+        except FusekitError as e:
+            upstream = f"[yellow]{escape(str(e))}[/]"
+        table.add_row(name, upstream, escape(load_prompt(name).description))
     Console().print(table)

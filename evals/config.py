@@ -36,10 +36,11 @@ from fusedata.judge import JudgeSettings
 
 from .answers import EvalModel
 from .benches import check_selection
-from .judges.prompts import load_prompt
+from .comparable import UPSTREAM_JUDGE, has_api_env, route_judge
+from .judges.prompts import check_choice
 from .pricing import load_prices
-from .records import MODES
-from .score import check_lc_inputs
+from .records import BENCH_ALIASES, MODES
+from .score import PARSERS, check_lc_inputs
 
 DEFAULT_MODEL = "embedded:smollm2-135m"
 
@@ -65,9 +66,13 @@ class ModelConfig:
 
 @dataclass
 class JudgeConfig:
-    """The judge: a model reference loaded in-process, or the served model's name with ``base_url``."""
+    """The judge: a model reference loaded in-process, or the served model's name with ``base_url``.
 
-    model: str = DEFAULT_MODEL
+    ``model`` unset is the bench's upstream judge when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is in the
+    environment, else the embedded smoke-test judge; :func:`load` routes it (``evals.comparable.route_judge``).
+    """
+
+    model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = None
@@ -76,12 +81,14 @@ class JudgeConfig:
     batch_size: int = 4
     max_tokens: int | None = None  # caps every request's max_tokens (cheap smoke runs); recorded
     prefill: str = ""  # starts every reply (in-process judges only); recorded
+    routed: str = field(default="", init=False)  # how load() chose the endpoint, for the manifest
 
     @property
     def kind(self) -> str:
         return "openai" if self.base_url else "transformers"
 
     def settings(self) -> JudgeSettings:
+        assert self.model is not None, "load() resolves the judge"
         endpoint = None
         if self.base_url:
             endpoint = endpoint_settings(self.base_url, self.model, "judge", **_endpoint_keys(self))
@@ -96,7 +103,7 @@ class JudgeConfig:
 class EvalConfig:
     """One ``evals run``: a bench, the models to evaluate side by side, the judge, and where it goes."""
 
-    bench: str | None = None
+    bench: str | None = None  # a bench or an alias (arena-hard = arena-hard-v2.0); load() stores the bench
     models: list[ModelConfig] = field(default_factory=list)  # load() puts DEFAULT_MODEL when none is named
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     out: str = "runs/evals"
@@ -107,10 +114,12 @@ class EvalConfig:
     reference: str = "gpt-4"  # MT-Bench's reference answers: gpt-4 | gpt-4-0125-preview (corrected)
     mode: str = "single"  # MT-Bench grading: single (1–10) or pairwise against baseline_model
     baseline_model: str | None = None
-    prompt: str | None = None  # a judge prompt name (`evals prompts`); the bench's own when unset
+    prompt: str = "upstream"  # upstream's judge prompts; fusekit-1: the paraphrases; or one shipped prompt's name
+    parser: str = "upstream"  # verdict parsing: upstream's exact rules, or lenient (named in the report)
     prices: str | None = None  # YAML price table {model: {input, output}} in $/1M tokens
     lc_inputs: str | None = None  # AlpacaEval LC inputs: "hub" or a folder
     style_control: bool = False  # Arena-Hard: also report style-controlled scores
+    requested_bench: str | None = field(default=None, init=False)  # the alias the user typed, if any
 
     def eval_models(self) -> list[EvalModel]:
         return [_eval_model(m) for m in self.models]
@@ -180,8 +189,22 @@ def load(recipe: str | Path | None, overrides: Sequence[str] = (), flags: dict[s
         raw["models"] = [model_entry(m) if isinstance(m, str) else m for m in models]
         raw = apply_overrides(raw, _model_overrides(raw["models"], model_flags or {}))
     cfg = build(EvalConfig, raw, "recipe")
+    if cfg.bench in BENCH_ALIASES:
+        cfg.requested_bench, cfg.bench = cfg.bench, BENCH_ALIASES[cfg.bench]
     check(cfg)
+    _route(cfg)
     return cfg
+
+
+def _route(cfg: EvalConfig) -> None:
+    j = cfg.judge
+    if j.model is None:
+        j.model = UPSTREAM_JUDGE if has_api_env() else DEFAULT_MODEL
+    assert cfg.bench is not None
+    j.model, j.base_url, j.routed = route_judge(cfg.bench, j.model, j.base_url)
+    if j.prefill and j.base_url:
+        raise FusekitError("judge.prefill (--judge-prefill) needs an in-process judge: OpenAI-compatible endpoints "
+                           "do not continue a prefilled reply")
 
 
 def _check_model(m: ModelConfig, where: str) -> None:
@@ -234,8 +257,8 @@ def check(cfg: EvalConfig) -> None:
     if len(set(names)) != len(names):
         raise FusekitError(f"model names must be unique, got {', '.join(names)}; name them (--model NAME=REF)")
     _check_judge(cfg.judge)
-    if cfg.prompt:
-        load_prompt(cfg.prompt)  # unknown names fail here, with a did-you-mean
+    check_choice(cfg.prompt)  # unknown names fail here, with a did-you-mean
+    choice(cfg.parser, PARSERS, "parser")
     load_prices(cfg.prices)
     check_lc_inputs(cfg.lc_inputs)
 

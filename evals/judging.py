@@ -16,6 +16,7 @@ from fusedata.judge import Judge, JudgeReply, JudgeRequest, JudgeSettings, as_se
 
 from .answers import EvalModel
 from .benches import get_bench
+from .judges.prompts import UPSTREAM, JudgePrompt, resolve
 from .records import Answer, Judgment, Question
 from .store import EvalStore
 
@@ -36,8 +37,17 @@ class Planner:
     answers: dict[str, dict[tuple[str, int], Answer]]
     mode: str = "single"
     pairwise_baseline: str | None = None
-    prompt: str | None = None
+    prompt: str = UPSTREAM  # a prompt set (upstream, fusekit-1) or one shipped prompt's name
+    data_dir: str | None = None  # a checkout to read upstream prompts from (evals.judges.upstream)
     items: list[Item] = field(default_factory=list)
+    prompt_sources: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def judge_prompt(self, role: str) -> JudgePrompt:
+        """The prompt this run uses where the protocol's ``role`` prompt goes; where it came from is kept
+        for the manifest."""
+        prompt, source = resolve(role, self.prompt, self.data_dir)
+        self.prompt_sources.setdefault(role, source)
+        return prompt
 
     def texts(self, model: str, q: Question, upto: int) -> list[str] | None:
         """``model``'s answers to turns 1..``upto`` of ``q``, or None until all of them succeeded."""
@@ -58,19 +68,21 @@ class Planner:
 
 
 def plan(bench: str, questions: list[Question], models: list[EvalModel], judge: JudgeSettings, store: EvalStore,
-         *, mode: str = "single", pairwise_baseline: str | None = None, prompt: str | None = None) -> list[Item]:
-    """Every (model, question, turn, game) whose answers exist, with the request that judges it."""
+         *, mode: str = "single", pairwise_baseline: str | None = None, prompt: str = UPSTREAM,
+         data_dir: str | None = None) -> Planner:
+    """Every (model, question, turn, game) whose answers exist, with the request that judges it
+    (``Planner.items``), and the prompts used (``Planner.prompt_sources``)."""
     answers = {m.name: store.answers(bench, m.name, m.settings_hash(bench)) for m in models}
     stored = store.models(bench)
     if pairwise_baseline and pairwise_baseline not in answers and pairwise_baseline in stored:
         # The baseline's answers may come from an earlier run into the same directory.
         answers[pairwise_baseline] = store.answers(bench, pairwise_baseline, stored[pairwise_baseline][0])
-    planner = Planner(bench, judge, answers, mode, pairwise_baseline, prompt)
+    planner = Planner(bench, judge, answers, mode, pairwise_baseline, prompt, data_dir)
     protocol = get_bench(bench).plan
     for m in models:
         for q in questions:
             protocol(planner, m.name, q)
-    return planner.items
+    return planner
 
 
 def pending(items: list[Item], store: EvalStore) -> list[JudgeRequest]:

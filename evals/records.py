@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BENCHES: tuple[str, ...] = ("mt-bench", "arena-hard-v0.1", "arena-hard-v2.0", "alpaca-eval")
+# The names users type: arena-hard-auto's current version is v2.0, and upstream spells the others with "_".
+BENCH_ALIASES: dict[str, str] = {"arena-hard": "arena-hard-v2.0", "alpaca_eval": "alpaca-eval",
+                                 "mt_bench": "mt-bench"}
 # How MT-Bench grades: each answer alone (1–10), or against another model's in two swapped games.
 MODES: tuple[str, ...] = ("single", "pairwise")
 

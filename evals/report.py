@@ -31,6 +31,8 @@ from rich.text import Text
 
 from cards.render import render_eval_report
 
+from .comparable import Verdict
+
 __all__ = [
     "ModelResult",
     "BenchReport",
@@ -95,6 +97,7 @@ class BenchReport:
     data: dict[str, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
     length_unit: str = ""  # what ModelResult.avg_length counts: "chars", "tokens", or "" when no bench says
+    comparable: Verdict | None = None  # leaderboard-comparable, or what differs (evals.comparable)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +321,8 @@ def _bench_context(report: BenchReport) -> dict[str, Any]:
     return {
         "bench": report.bench,
         "judge": report.judge,
+        "comparable": _comparable(report),
+        "differs": report.comparable.differs if report.comparable else [],
         "score_name": report.score_name,
         "wall_time": _duration(report.wall_seconds),
         "avg_length_header": _avg_length_header(report.length_unit),
@@ -337,6 +342,12 @@ def _bench_context(report: BenchReport) -> dict[str, Any]:
         "data": [{"name": k, "value": v} for k, v in report.data.items()],
         "settings": _jsonable(report.settings),
     }
+
+
+def _comparable(report: BenchReport) -> str:
+    if report.comparable is None:
+        return "not assessed"
+    return "yes" if report.comparable.comparable else "no"
 
 
 def _command_line(manifest: dict[str, Any]) -> str:
@@ -361,6 +372,7 @@ def render_markdown(reports: list[BenchReport], manifest: dict[str, Any]) -> str
                 if k != "command" and (isinstance(v, (str, numbers.Real)) or v is None)},
         "overview": [
             {"bench": r.bench, "judge": r.judge, "score_name": r.score_name, "models": len(r.models),
+             "comparable": _comparable(r),
              "wall_time": _duration(r.wall_seconds),
              "best": next((f"{m.model} ({_num(m.score)})" for m in _ranked(r.models) if _finite(m.score)), MISSING)}
             for r in reports
@@ -427,11 +439,12 @@ def summary_table(reports: list[BenchReport]) -> Table:
     table.add_column("Model")
     for name in ("Score", "CI", "judged", "failed"):
         table.add_column(name, justify="right")
+    table.add_column("Leaderboard-comparable")
     for i, r in enumerate(reports):
         if i:
             table.add_section()
         for j, m in enumerate(_ranked(r.models)):
             # Text, not str: a model name with "[...]" would otherwise be read as rich markup.
             table.add_row(Text(r.bench if j == 0 else ""), Text(" ".join(m.model.split())), _num(m.score), _ci(m),
-                          _num(m.counts.get("judged")), _num(_failures(m)))
+                          _num(m.counts.get("judged")), _num(_failures(m)), _comparable(r) if j == 0 else "")
     return table

@@ -20,6 +20,7 @@ from fusedata.judge import JudgeReply, JudgeRequest, make_judge
 from . import judging
 from .answers import EvalModel, count_work, generate_answers
 from .benches import Bench, get_bench, load_questions
+from .comparable import JUDGES, has_api_env
 from .config import EvalConfig
 from .pricing import load_prices
 from .records import Question
@@ -44,12 +45,14 @@ def run(cfg: EvalConfig, console: Console, command: list[str] | None = None) -> 
         store.put_questions(questions)
         store.set_meta(f"{bench.name}:data", {f.name: f.sha256 or f.path for f in files})
         store.set_meta(f"{bench.name}:run", {"mode": cfg.mode, "pairwise_baseline": cfg.baseline_model,
-                                             "reference": cfg.reference, "prompt": cfg.prompt,
+                                             "reference": cfg.reference, "prompt": cfg.prompt, "parser": cfg.parser,
                                              "limit": cfg.limit, "categories": cfg.categories,
-                                             "style_control": cfg.style_control})
+                                             "style_control": cfg.style_control,
+                                             "requested_bench": cfg.requested_bench})
         store.set_meta(f"{bench.name}:judge", cfg.judge.record())
         console.print(f"[bold]evals run[/] {bench.name}: {len(questions)} questions, models "
                       f"{', '.join(m.name for m in models)}, judge {cfg.judge.model} → {cfg.out}")
+        _notes(cfg, bench.name, console)
         try:
             _answers(bench.name, questions, models, store, console)
             _judge(bench, questions, models, cfg, store, console)
@@ -58,6 +61,19 @@ def run(cfg: EvalConfig, console: Console, command: list[str] | None = None) -> 
                            float(store.get_meta(f"{bench.name}:wall_seconds", 0.0)) + time.perf_counter() - t0)
         return rescore(store, ScoreOptions(prices=load_prices(cfg.prices), lc_inputs=cfg.lc_inputs), console,
                        command=command)
+
+
+def _notes(cfg: EvalConfig, bench: str, console: Console) -> None:
+    """What the user should know before the calls start: which bench an alias meant, where the judge goes."""
+    if cfg.requested_bench:
+        console.print(f"  {cfg.requested_bench} = {bench}")
+    up = JUDGES[bench]
+    console.print(f"  judge {cfg.judge.model}: {cfg.judge.base_url or 'in-process'} ({cfg.judge.routed})")
+    if cfg.judge.model == up.model and up.retired:
+        console.print(f"[yellow]  {up.model} is retired from its API; `--judge upstream` sends {up.successor} "
+                      f"({up.successor_by}), whose scores are not comparable with the published leaderboard[/]")
+    elif cfg.judge.base_url is None and not has_api_env():
+        console.print("  no OPENAI_API_KEY/OPENAI_BASE_URL: a smoke-test judge, not leaderboard-comparable")
 
 
 def _answers(bench: str, questions: list[Question], models: list[EvalModel], store: EvalStore,
@@ -76,8 +92,10 @@ def _answers(bench: str, questions: list[Question], models: list[EvalModel], sto
 def _judge(bench: Bench, questions: list[Question], models: list[EvalModel], cfg: EvalConfig, store: EvalStore,
            console: Console) -> None:
     settings = cfg.judge.settings()
-    items = judging.plan(bench.name, questions, models, settings, store, mode=cfg.mode,
-                         pairwise_baseline=cfg.baseline_model, prompt=cfg.prompt)
+    planner = judging.plan(bench.name, questions, models, settings, store, mode=cfg.mode,
+                           pairwise_baseline=cfg.baseline_model, prompt=cfg.prompt, data_dir=cfg.data_dir)
+    items = planner.items
+    store.set_meta(f"{bench.name}:prompts", planner.prompt_sources)
     store.put_judgments(i.judgment for i in items)
     todo = judging.pending(items, store)
     console.print(f"judge {settings.name}: {len(items)} items, {len(todo)} calls to make "
@@ -131,7 +149,9 @@ def rescore(store: EvalStore, opts: ScoreOptions, console: Console, *,
         "command": command or sys.argv,
         "python": platform.python_version(),
         "benches": {r.bench: {"judge": r.judge, "data": r.data, "settings": r.settings, "usage": r.usage,
-                              "wall_seconds": r.wall_seconds} for r in reports},
+                              "wall_seconds": r.wall_seconds,
+                              "leaderboard_comparable": r.comparable.record() if r.comparable else None}
+                    for r in reports},
         "run_dir": str(store.folder),
         "store": str(store.path),
         "versions": _versions(),
@@ -139,6 +159,9 @@ def rescore(store: EvalStore, opts: ScoreOptions, console: Console, *,
     }
     paths = write_run_reports(store.folder, reports, manifest)
     console.print(summary_table(reports))
+    for r in reports:
+        if r.comparable is not None and not r.comparable.comparable:
+            console.print(f"  {r.bench}: not leaderboard-comparable: {'; '.join(r.comparable.differs)}")
     for name, path in paths.items():
         console.print(f"  {name}: {path}")
     return reports

@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from evals.records import BENCHES, Question
+from evals.records import BENCH_ALIASES, BENCHES, Question
 from fusedata.config import did_you_mean
 from fusedata.errors import FusekitError
 from fusedata.records import jsonl_rows
@@ -206,6 +206,7 @@ class Bench:
     balanced_limit: bool = False  # limit= takes questions round-robin over the categories
     pairwise_mode: bool = False  # mode="pairwise": judged against another evaluated model
     logprob_judge: bool = False  # the verdict is read from log-probs: probe the judge first
+    pins: frozenset[str] = frozenset()  # sha256 of every upstream data file (the leaderboard's data)
 
 
 def file_sha256(path: Path) -> str:
@@ -252,8 +253,11 @@ def get_bench(name: str) -> Bench:
     # The registry imports the judge protocols and the scorers, which import this package.
     from evals.benches.registry import REGISTRY
 
+    name = BENCH_ALIASES.get(name, name)
     if name not in REGISTRY:
-        raise FusekitError(f"unknown bench '{name}'{did_you_mean(name, BENCHES)}; choose one of: {', '.join(BENCHES)}")
+        names = [*BENCHES, *BENCH_ALIASES]
+        raise FusekitError(f"unknown bench '{name}'{did_you_mean(name, names)}; choose one of: {', '.join(BENCHES)} "
+                           f"(arena-hard = {BENCH_ALIASES['arena-hard']})")
     return REGISTRY[name]
 
 
