@@ -178,6 +178,27 @@ def score(
 
 @app.command()
 @user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by `evals run`.")],
+    out: Annotated[Path, _opt("Folder to write the upstream-layout files into.", "--out", "-o")],
+    bench: Annotated[Optional[BenchName], _opt("Only this bench (default: every judged bench).")] = None,
+    judge: Annotated[Optional[str], _opt("Export this judge's verdicts (default: the run's judge).")] = None,
+    data_dir: Annotated[Optional[str], _opt(
+        "Where AlpacaEval's evaluation set is read when it is not installed (its row order goes into the "
+        "annotations).")] = None,
+) -> None:
+    """Write answers and judgments in AlpacaEval's, Arena-Hard-Auto's and FastChat's own layouts, so the
+    upstream tools can re-score them."""
+    from .export import export_files, summary_table
+    from .records import BENCH_ALIASES
+
+    name = BENCH_ALIASES.get(bench.value, bench.value) if bench else None
+    files = export_files(run_dir, out, name, judge, data_dir=data_dir)
+    Console().print(summary_table(files, out))
+
+
+@app.command()
+@user_errors
 def benches() -> None:
     """The benches, their categories and where their data comes from here."""
     from .benches import bench_categories, load_questions

@@ -187,6 +187,17 @@ class EvalStore(SQLiteStore):
         return {key: (JudgeReply(text, None if lp is None else json.loads(lp), pt, ct, err, secs), att)
                 for key, text, lp, pt, ct, err, secs, att in rows}
 
+    def requests(self, keys: Iterable[str]) -> dict[str, tuple[dict[str, Any], float]]:
+        """key → (the request as sent, when its reply was stored) for the keys that have a call row."""
+        rows = self._rows_for_keys("SELECT key, request, updated FROM calls WHERE key IN ({marks})", keys)
+        return {key: (json.loads(request), float(updated)) for key, request, updated in rows}
+
+    def answer_times(self, bench: str, model: str, settings_hash: str) -> dict[tuple[str, int], float]:
+        """(question id, turn) → when that answer was stored."""
+        rows = self.db.execute("SELECT question_id, turn, updated FROM answers WHERE bench = ? AND model = ? "
+                               "AND settings_hash = ?", (bench, model, settings_hash))
+        return {(q, t): float(u) for q, t, u in rows}
+
     def prompt_versions(self, keys: Iterable[str]) -> dict[str, str]:
         """prompt name → version over the calls with these keys (what a report must name)."""
         rows = self._rows_for_keys(

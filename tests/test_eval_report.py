@@ -331,7 +331,8 @@ def test_write_interrupted_keeps_previous_file(tmp_path: Path, monkeypatch: pyte
 
 def test_summary_table() -> None:
     table = summary_table([mt_bench(), arena_v01()])
-    assert [c.header for c in table.columns] == ["Bench", "Model", "Score", "CI", "judged", "failed"]
+    assert [c.header for c in table.columns] == ["Bench", "Model", "Score", "CI", "judged", "failed",
+                                                 "Leaderboard-comparable"]
     assert table.row_count == 6
     console = Console(width=120, record=True)
     console.print(table)

@@ -255,8 +255,8 @@ def get_bench(name: str) -> Bench:
 
     name = BENCH_ALIASES.get(name, name)
     if name not in REGISTRY:
-        names = [*BENCHES, *BENCH_ALIASES]
-        raise FusekitError(f"unknown bench '{name}'{did_you_mean(name, names)}; choose one of: {', '.join(BENCHES)} "
+        tip = did_you_mean(name, BENCHES) or did_you_mean(name, list(BENCH_ALIASES))
+        raise FusekitError(f"unknown bench '{name}'{tip}; choose one of: {', '.join(BENCHES)} "
                            f"(arena-hard = {BENCH_ALIASES['arena-hard']})")
     return REGISTRY[name]
 
