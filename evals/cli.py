@@ -124,9 +124,8 @@ def run(
     reference: Annotated[Optional[ReferenceName], _opt("= reference: MT-Bench reference answers (default gpt-4).")
     ] = None,
     prices: Annotated[Optional[str], _opt("= prices: YAML {model: {input, output}} in $/1M tokens.")] = None,
-    lc_inputs: Annotated[Optional[str], _opt(
-        "= lc_inputs: AlpacaEval LC inputs, 'hub' or a folder with instruction_difficulty.csv and df_gamed.csv.")
-    ] = None,
+    lc_inputs: Annotated[Optional[str], _opt("= lc_inputs: AlpacaEval LC's df_gamed.csv, 'hub' or a folder holding it.")
+                         ] = None,
     style_control: Annotated[Optional[bool], _opt("= style_control: Arena-Hard style-controlled scores too.")] = None,
 ) -> None:
     """Generate answers, judge them and score them; re-run to continue an interrupted run."""
@@ -135,7 +134,7 @@ def run(
 
     if recipe is not None and "=" in recipe and not Path(recipe).exists():
         recipe, overrides = None, [recipe, *(overrides or [])]
-    flags = _given({
+    flags = _given({  # recipe keys, dotted for the judge block; model_flags apply to every model
         "bench": bench, "models": model, "out": out, "limit": limit, "categories": _csv(categories),
         "mode": mode, "baseline_model": baseline_model, "prompt": prompt, "parser": parser, "source": source,
         "data_dir": data_dir, "reference": reference, "prices": prices, "lc_inputs": lc_inputs,

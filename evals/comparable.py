@@ -18,6 +18,8 @@ from typing import Any
 
 from fusedata.errors import FusekitError
 
+from .judges import alpaca_eval, arena_hard, mt_bench
+
 
 @dataclass(frozen=True)
 class UpstreamJudge:
@@ -34,13 +36,14 @@ class UpstreamJudge:
 
 JUDGES: dict[str, UpstreamJudge] = {
     # FastChat's default judge; MT-Bench's published tables use it.
-    "mt-bench": UpstreamJudge("gpt-4"),
+    "mt-bench": UpstreamJudge(mt_bench.UPSTREAM_JUDGE),
     # gpt-4-1106-preview is retired from the OpenAI API; arena-hard-auto v2.0 names gpt-4.1.
-    "arena-hard-v0.1": UpstreamJudge("gpt-4-1106-preview", retired=True, successor="gpt-4.1",
-                                     successor_by="arena-hard-auto v2.0's judge"),
-    "arena-hard-v2.0": UpstreamJudge("gpt-4.1"),
+    arena_hard.BENCH_V01: UpstreamJudge(arena_hard.UPSTREAM_JUDGE[arena_hard.BENCH_V01].model, retired=True,
+                                        successor=arena_hard.UPSTREAM_JUDGE[arena_hard.BENCH_V2].model,
+                                        successor_by="arena-hard-auto v2.0's judge"),
+    arena_hard.BENCH_V2: UpstreamJudge(arena_hard.UPSTREAM_JUDGE[arena_hard.BENCH_V2].model),
     # LC's GLM was calibrated with gpt-4-1106-preview; upstream names no successor (alpaca_eval#452).
-    "alpaca-eval": UpstreamJudge("gpt-4-1106-preview", retired=True, successor="gpt-4.1",
+    "alpaca-eval": UpstreamJudge(alpaca_eval.JUDGE_MODEL, retired=True, successor="gpt-4.1",
                                  successor_by="fusekit's choice (upstream names none)"),
 }
 # What `--judge upstream` (or no --judge with an API key in the environment) means.

@@ -19,8 +19,9 @@ from urllib.parse import urlparse
 from fusedata.errors import FusekitError
 from fusedata.judge import JudgeReply
 
-from .benches import get_bench
+from .benches import DEFAULT_REFERENCE, get_bench
 from .benches.arena_hard import GPT4_0314, style_metadata
+from .comparable import Verdict, verdict
 from .judges import alpaca_eval, arena_hard, mt_bench
 from .pricing import cost_usd
 from .records import Answer, Judgment, Question
@@ -31,6 +32,9 @@ from .scoring import mt_bench as mt_scoring
 from .scoring.arena_hard import GamePair
 from .store import EvalStore
 
+# upstream: FastChat's, arena-hard-auto's and alpaca_eval's own verdict rules; lenient: fusekit's
+# more forgiving reading of the same replies (docs/evals.md), which the report names.
+PARSERS: tuple[str, ...] = ("upstream", "lenient")
 ALPACA_HUB = ("tatsu-lab/alpaca_eval", "2edc6fad8be6b14ea7230aabfd08188da6b8b814")
 
 
@@ -42,6 +46,7 @@ class ScoreOptions:
     lc_inputs: str | None = None       # AlpacaEval LC difficulty inputs: a folder, "hub", or None
     bootstrap_seed: int = 42
     style_control: bool | None = None  # Arena-Hard: also fit with length + markdown features (default: as run)
+    parser: str | None = None          # one of PARSERS (default: as the run did, else upstream)
 
 
 def is_local_judge(judge_settings: dict[str, Any]) -> bool:
@@ -84,6 +89,15 @@ class ScoreInput:
     run: dict[str, Any]
     opts: ScoreOptions
 
+    @property
+    def parser(self) -> str:
+        return self.opts.parser or self.run.get("parser") or "upstream"
+
+    @property
+    def lenient(self) -> bool:
+        """Parse verdicts with fusekit's lenient rules instead of upstream's exact ones."""
+        return self.parser == "lenient"
+
     def reply(self, j: Judgment) -> JudgeReply | None:
         """The successful reply deciding ``j``; None when its call failed or was never made."""
         got = self.replies.get(j.key)
@@ -110,7 +124,31 @@ def score_bench(store: EvalStore, bench: str, opts: ScoreOptions) -> BenchReport
                        "prompts": store.prompt_versions(j.key for j in judgments if j.key)}
     report.data = store.get_meta(f"{bench}:data", {})
     report.wall_seconds = float(store.get_meta(f"{bench}:wall_seconds", 0.0))
+    prompts = store.get_meta(f"{bench}:prompts", {})
+    report.settings["prompt_sources"] = prompts
+    report.comparable = _comparable(inputs, judge_meta, report, prompts, store.models(bench))
     return report
+
+
+def _comparable(inp: ScoreInput, judge_meta: dict[str, Any], report: BenchReport,
+                prompts: dict[str, dict[str, str]], models: dict[str, tuple[str, dict[str, Any]]]) -> Verdict:
+    bench = get_bench(inp.bench)
+    extra = []
+    baseline_ok = True
+    if inp.run.get("mode") == "pairwise":
+        baseline_ok = inp.run.get("pairwise_baseline") == mt_bench.UPSTREAM_PAIRWISE_BASELINE
+        extra.append("pairwise mode (MT-Bench's leaderboard reports single grading)")
+    if inp.run.get("reference", DEFAULT_REFERENCE) != DEFAULT_REFERENCE and bench.references:
+        extra.append(f"reference answers {inp.run['reference']} (the leaderboard used {DEFAULT_REFERENCE})")
+    if bench.logprob_judge and not any(_finite(m.columns.get("length_controlled_winrate")) for m in report.models):
+        extra.append("LC win rate not computed (the leaderboard ranks by it)")
+    judge = {**judge_meta, "model": inp.judge}
+    return verdict(inp.bench, inp.run, judge, report.data, prompts, {m: s for m, (_, s) in models.items()},
+                   set(bench.pins), parser=inp.parser, baseline_ok=baseline_ok, extra=extra)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _counts(n_questions: int, items: list[Judgment], judged: int, unparsed: int, answer_failed: int) -> dict[str, int]:
@@ -138,7 +176,7 @@ def _mt_bench_single(inp: ScoreInput) -> BenchReport:
         records, unparsed, judged = [], 0, 0
         for j in items:
             reply = inp.reply(j)
-            rating = mt_bench.parse_rating(reply.text) if reply else None
+            rating = mt_bench.parse_rating(reply.text, inp.lenient) if reply else None
             if reply is not None and rating is None:
                 unparsed += 1
             judged += rating is not None
@@ -168,7 +206,7 @@ def _mt_bench_pairwise(inp: ScoreInput) -> BenchReport:
             continue
         items[j.model].append(j)
         reply = inp.reply(j)
-        label = mt_bench.parse_pair(reply.text) if reply else None
+        label = mt_bench.parse_pair(reply.text, inp.lenient) if reply else None
         if reply is not None and label is None:
             unparsed[j.model] += 1
         judged[j.model] += label is not None
@@ -242,7 +280,7 @@ def _arena_verdicts(inp: ScoreInput) -> _ArenaVerdicts:
     for j in inp.judgments:
         v.items[j.model].append(j)
         reply = inp.reply(j)
-        label = arena_hard.parse_verdict(reply.text) if reply else None
+        label = arena_hard.parse_verdict(reply.text, inp.bench, inp.lenient) if reply else None
         if reply is not None and label is None:
             v.unparsed[j.model] += 1
         v.judged[j.model] += label is not None
@@ -371,52 +409,51 @@ def score_arena_hard_v2(inp: ScoreInput) -> BenchReport:
 
 
 # -- AlpacaEval ----------------------------------------------------------------------------------
-LC_FILES = ("instruction_difficulty.csv", "df_gamed.csv")
+LC_FILE = "df_gamed.csv"
 
 
 def check_lc_inputs(where: str | None) -> None:
-    """A folder given as the LC inputs must exist and hold both files (the Hub is tried when used)."""
+    """A folder given as the LC inputs must exist and hold df_gamed.csv (the Hub is tried when used)."""
     if where is None or where == "hub":
         return
     folder = Path(where)
     if not folder.is_dir():
         raise FusekitError(f"lc_inputs (--lc-inputs) {where}: no such folder")
-    missing = [name for name in LC_FILES if not (folder / name).is_file()]
-    if missing:
-        raise FusekitError(f"lc_inputs (--lc-inputs) {where}: no {' or '.join(missing)} in that folder")
+    if not (folder / LC_FILE).is_file():
+        raise FusekitError(f"lc_inputs (--lc-inputs) {where}: no {LC_FILE} in that folder")
 
 
-def _read_lc_inputs(where: str | None) -> tuple[dict[str, float] | None, list[dict] | None, str | None]:
-    """(instruction difficulty, gamed-baseline rows, why not) from a folder or the Hub."""
+def _read_lc_inputs(where: str | None) -> tuple[alpaca_scoring.GamedRows | None, str | None]:
+    """(df_gamed.csv's rows, why not) from a folder or the Hub. upstream's LC reads only this file:
+    the gamed-baseline rows and, from them, every instruction's difficulty."""
     if where is None:
-        return None, None, ("instruction_difficulty.csv and df_gamed.csv are published only on the Hub "
-                            f"({ALPACA_HUB[0]}); pass --lc-inputs hub online, or --lc-inputs DIR holding both files")
+        return None, (f"{LC_FILE} (the GLM's gamed-baseline rows and instruction difficulties) is published only "
+                      f"on the Hub ({ALPACA_HUB[0]}); pass --lc-inputs hub online, or --lc-inputs DIR holding it")
     if where == "hub":
         try:
             from huggingface_hub import hf_hub_download
 
-            paths = [hf_hub_download(ALPACA_HUB[0], name, repo_type="dataset", revision=ALPACA_HUB[1])
-                     for name in LC_FILES]
+            path = Path(hf_hub_download(ALPACA_HUB[0], LC_FILE, repo_type="dataset", revision=ALPACA_HUB[1]))
         except Exception as e:  # noqa: BLE001 - offline or gated: LC is reported as not computed
-            return None, None, f"could not fetch the LC inputs from the Hub ({type(e).__name__}: {e})"
-        diff_path, gamed_path = (Path(x) for x in paths)
+            return None, f"could not fetch {LC_FILE} from the Hub ({type(e).__name__}: {e})"
     else:
         check_lc_inputs(where)
-        diff_path, gamed_path = (Path(where) / name for name in LC_FILES)
-    with open(diff_path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or "instruction" not in rows[0] or "instruction_difficulty" not in rows[0]:
-        raise FusekitError(f"{diff_path}: expected columns 'instruction' and 'instruction_difficulty'")
-    difficulty = {r["instruction"]: float(r["instruction_difficulty"]) for r in rows}
-    with open(gamed_path, newline="", encoding="utf-8") as fh:
-        gamed = list(csv.DictReader(fh))
-    return difficulty, gamed, None
+        path = Path(where) / LC_FILE
+    with open(path, newline="", encoding="utf-8") as fh:
+        try:
+            return alpaca_scoring.gamed_rows(csv.DictReader(fh)), None
+        except ValueError as e:
+            raise FusekitError(f"{path}: {e}") from None
 
 
-def _preferences(inp: ScoreInput, model: str, items: list[Judgment]) -> tuple[dict[str, dict], int, int]:
-    """AlpacaEval annotations by instruction (baseline as output_1), and how many items had a
-    preference and how many a reply without one."""
+def _preferences(inp: ScoreInput, model: str, items: list[Judgment]
+                 ) -> tuple[dict[str, dict], dict[str, int] | None, int, int]:
+    """AlpacaEval annotations by instruction (baseline as output_1; NaN where a reply held no
+    preference, as upstream keeps such rows), the instructions' canonical positions (None when a
+    stored question predates them), and how many items had a preference and how many a reply
+    without one."""
     annotations: dict[str, dict] = {}
+    positions: dict[str, int] | None = {}
     judged = unparsed = 0
     for j in items:
         q = inp.questions.get(j.question_id)
@@ -430,25 +467,28 @@ def _preferences(inp: ScoreInput, model: str, items: list[Judgment]) -> tuple[di
             if reply is None:
                 continue
             try:
-                pref = alpaca_eval.preference(reply, j.swapped)
+                pref = alpaca_eval.preference(reply, j.swapped, lenient=inp.lenient)
             except alpaca_eval.NoLogprobsError:
                 pref = math.nan
-            if math.isnan(pref):
-                unparsed += 1
-                continue
-        judged += 1
+        unparsed += math.isnan(pref)
+        judged += not math.isnan(pref)
         annotations[q.turns[0]] = {"instruction": q.turns[0], "output_1": q.baseline_answer,
                                    "output_2": answer.text, "preference": pref}
-    return annotations, judged, unparsed
+        if positions is not None and isinstance(q.meta.get("index"), int):
+            positions[q.turns[0]] = q.meta["index"]
+        else:
+            positions = None
+    return annotations, positions, judged, unparsed
 
 
 def _alpaca_row(model: str, annotations: dict[str, dict], lc: alpaca_scoring.LengthControlledResult,
                 counts: dict[str, int]) -> ModelResult:
     wr = lc.win_rate
     avg_len = sum(len(a["output_2"]) for a in annotations.values()) / len(annotations)
+    # upstream's avg_length is the mean output length cut to an int
     cols = {"win_rate": wr.win_rate, "standard_error": wr.standard_error, "n_wins": wr.n_wins,
             "n_wins_base": wr.n_wins_base, "n_draws": wr.n_draws, "n_total": wr.n_total,
-            "discrete_win_rate": wr.discrete_win_rate, "mode": "community", "avg_length": avg_len,
+            "discrete_win_rate": wr.discrete_win_rate, "mode": "community", "avg_length": int(avg_len),
             "length_controlled_winrate": lc.length_controlled_winrate if lc.computed else math.nan,
             "lc_standard_error": lc.lc_standard_error if lc.computed else math.nan}
     head, se = (lc.length_controlled_winrate, lc.lc_standard_error) if lc.computed else (wr.win_rate, wr.standard_error)
@@ -456,23 +496,32 @@ def _alpaca_row(model: str, annotations: dict[str, dict], lc: alpaca_scoring.Len
     return ModelResult(model, head, ci[0], ci[1], cols, {}, counts, avg_len)
 
 
+def _alpaca_lc(annotations: dict[str, dict], positions: dict[str, int] | None,
+               gamed: alpaca_scoring.GamedRows | None, missing: str | None) -> alpaca_scoring.LengthControlledResult:
+    """length_controlled_v1, or the raw win rate with the reason LC is not there."""
+    if gamed is None:
+        return alpaca_scoring.LengthControlledResult(None, None, alpaca_scoring.win_rate(annotations),
+                                                     "length_controlled_v1", reason=missing)
+    try:
+        return alpaca_scoring.maybe_length_controlled_win_rate(annotations, gamed, positions)
+    except ValueError as e:
+        return alpaca_scoring.LengthControlledResult(None, None, alpaca_scoring.win_rate(annotations),
+                                                     "length_controlled_v1", reason=str(e))
+
+
 def score_alpaca_eval(inp: ScoreInput) -> BenchReport:
-    """Win rate against gpt4_1106_preview, length-controlled when the LC inputs are at hand."""
-    difficulty, gamed, reason = _read_lc_inputs(inp.opts.lc_inputs)
+    """Win rate against gpt4_1106_preview, length-controlled when df_gamed.csv is at hand."""
+    gamed, missing = _read_lc_inputs(inp.opts.lc_inputs)
     models, notes = [], []
     by_model: dict[str, list[Judgment]] = defaultdict(list)
     for j in inp.judgments:
         by_model[j.model].append(j)
     for model, items in by_model.items():
-        annotations, judged, unparsed = _preferences(inp, model, items)
-        if not annotations:
+        annotations, positions, judged, unparsed = _preferences(inp, model, items)
+        if not judged:
             notes.append(f"{model}: no usable preferences")
             continue
-        try:
-            lc = alpaca_scoring.maybe_length_controlled_win_rate(annotations, difficulty, gamed)
-        except ValueError as e:
-            lc = alpaca_scoring.LengthControlledResult(None, None, alpaca_scoring.win_rate(annotations),
-                                                       "length_controlled_v1", reason=str(e))
+        lc = _alpaca_lc(annotations, positions, gamed, missing)
         if not lc.computed and lc.reason and f"LC not computed: {lc.reason}" not in notes:
             notes.append(f"LC not computed: {lc.reason}")
         if lc.is_extreme_change:

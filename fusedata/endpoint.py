@@ -238,15 +238,19 @@ def read_completion(completion: Any, seconds: float) -> ChatReply:
 
 
 def first_token_logprobs(choice: Any) -> dict[str, float] | None:
-    """token → log-prob of the first generated token's alternatives (the token itself included);
-    None when the server sent none."""
+    """token → log-prob of the first generated token's top alternatives, or of the token itself when
+    the server sent no alternatives; None when it sent no log-probs at all.
+
+    As alpaca_eval's logprob parser reads them: only the top list, a token listed twice keeping its
+    later value.
+    """
     entries = list(getattr(getattr(choice, "logprobs", None), "content", None) or [])
     if not entries:
         return None
     first = entries[0]
     out: dict[str, float] = {}
-    for cand in [*(getattr(first, "top_logprobs", None) or []), first]:
+    for cand in getattr(first, "top_logprobs", None) or [first]:
         tok, val = getattr(cand, "token", None), getattr(cand, "logprob", None)
-        if isinstance(tok, str) and isinstance(val, (int, float)) and tok not in out:
+        if isinstance(tok, str) and isinstance(val, (int, float)):
             out[tok] = float(val)
     return out

@@ -120,6 +120,19 @@ def test_first_token_logprobs_are_read_from_the_reply():
     assert (seen[0]["logprobs"], seen[0]["top_logprobs"], seen[0]["max_tokens"]) == (True, 2, 1)
 
 
+def test_first_token_logprobs_read_the_top_list_as_alpaca_eval_does():
+    from types import SimpleNamespace as NS
+
+    from fusedata.endpoint import first_token_logprobs
+
+    top = [NS(token="m", logprob=-0.5), NS(token="M", logprob=-1.0), NS(token="m", logprob=-0.7)]
+    sampled = NS(token="x", logprob=-3.0, top_logprobs=top)  # sampled outside the top list: not read
+    assert first_token_logprobs(NS(logprobs=NS(content=[sampled]))) == {"m": -0.7, "M": -1.0}
+    only = NS(token="M", logprob=-0.1, top_logprobs=[])  # a server that sends no alternatives
+    assert first_token_logprobs(NS(logprobs=NS(content=[only]))) == {"M": -0.1}
+    assert first_token_logprobs(NS(logprobs=None)) is None
+
+
 def test_unreachable_endpoint_names_the_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(FusekitError, match=f"judge 'j': endpoint {url} is unreachable"):

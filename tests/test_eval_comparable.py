@@ -128,4 +128,4 @@ def test_judge_name_routed_by_openai_base_url_and_verdict_reported(tmp_path, lla
     assert "subset: limit 1" in differs and "smollm2-135m: generation max_tokens overridden" in differs
     report = (out / "report.md").read_text()
     assert "Leaderboard-comparable: **no**." in report and "- differs: judge max_tokens capped at 24" in report
-    assert "Leaderboard-comparable" in r.output
+    assert "mt-bench: not leaderboard-comparable: judge smollm2-135m (upstream: gpt-4)" in " ".join(r.output.split())

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -23,9 +21,7 @@ from evals.scoring.arena_hard import GamePair, arena_hard_v2
 from evals.store import EvalStore
 from fusedata.errors import FusekitError
 from fusedata.judge import JudgeReply, JudgeRequest
-
-SITE = Path(pd.__file__).resolve().parent.parent
-FASTCHAT = SITE / "mtbench_evaluator" / "fastchat"
+from tests import upstream_tools
 
 
 # -- building a run store --------------------------------------------------------------------------
@@ -79,18 +75,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 # -- AlpacaEval --------------------------------------------------------------------------------------
 def _alpaca_eval_modules():
-    """alpaca_eval 0.6.6's metrics and loaders. Its utils module imports pkg_resources, which current
-    setuptools no longer ships; the two names it uses are only called for version checks that these
-    functions never reach, so a bare stand-in module lets the package import."""
-    if "pkg_resources" not in sys.modules:
-        try:
-            import pkg_resources  # noqa: F401
-        except ImportError:
-            sys.modules["pkg_resources"] = types.ModuleType("pkg_resources")
-    from alpaca_eval import completion_parsers, utils
-    from alpaca_eval.metrics import get_length_controlled_winrate, get_winrate, glm_winrate
-
-    return utils, completion_parsers, get_winrate, get_length_controlled_winrate, glm_winrate
+    up = upstream_tools.alpaca_eval()
+    return (up.utils, up.completion_parsers, up.metrics.get_winrate, up.metrics.get_length_controlled_winrate,
+            up.glm_winrate)
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +148,12 @@ def test_alpaca_eval_export_reproduces_fusekit_win_rates_with_alpaca_eval(tmp_pa
 
     # upstream's LC reads df_gamed.csv from the Hub: hand it the same stand-in file fusekit read
     monkeypatch.setattr(glm, "hf_hub_download", lambda **kw: str(lc_dir / kw["filename"]))
-    # alpaca_eval keeps null-preference rows in its LC average; fusekit leaves them out, so drop them here
-    lc = get_lc(ann[ann["preference"].notna()].reset_index(drop=True), save_weights_dir=None)
-    # same objective; liblinear stops at its default tolerance and sklearn assigns folds its own way
-    assert lc["length_controlled_winrate"] == pytest.approx(ours["length_controlled_winrate"], abs=0.1)
+    # The exported annotations re-score to fusekit's LC exactly: a reply without m/M stays (NaN, as upstream
+    # keeps it), the failed call is left out (upstream never stores a failed annotation).
+    failed = ann["raw_completion"].isna() & ann["preference"].isna()
+    lc = get_lc(ann[~failed].reset_index(drop=True), save_weights_dir=None)
+    for col in ("length_controlled_winrate", "lc_standard_error"):
+        assert lc[col] == pytest.approx(ours[col], abs=1e-6), col
     assert abs(lc["length_controlled_winrate"] - 50.0) > 10
 
     judged = ann[ann["raw_completion"].notna()]
@@ -306,14 +295,7 @@ def test_arena_hard_v01_export_reads_back_like_show_result(tmp_path):
 # -- MT-Bench ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fastchat_common():
-    """FastChat's llm_judge loaders from nvidia-mtbench-evaluator's copy. Its common.py imports the
-    Anthropic client at the top, which is not installed offline; nothing read here calls it."""
-    sys.path.insert(0, str(FASTCHAT))
-    sys.modules.setdefault("anthropic", types.ModuleType("anthropic"))
-    from fastchat.llm_judge import common
-
-    yield common
-    sys.path.remove(str(FASTCHAT))
+    return upstream_tools.fastchat().common
 
 
 SINGLE_REPLIES = ["Rating: [[7]]", "Rating: [[8.5]]", "no rating given", "[[3]] then [[9]]", "Rating: [10]"]

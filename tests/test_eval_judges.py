@@ -141,7 +141,7 @@ def test_is_swapped_is_deterministic_and_balanced():
 
 def test_alpaca_request_orders_outputs_by_swap():
     model_answer = "Red, green and blue."
-    req, swapped = ae.request(AE_QUESTION, model_answer)
+    req, swapped = ae.request(AE_QUESTION, model_answer, load_prompt("alpaca-eval-weighted"))
     assert swapped == ae.is_swapped(AE_QUESTION.turns[0])
     assert (req.prompt, req.prompt_version) == ("alpaca-eval-weighted", "fusekit-1")
     assert (req.max_tokens, req.temperature, req.top_logprobs) == (1, 1.0, 5)
@@ -156,7 +156,7 @@ def test_alpaca_request_orders_outputs_by_swap():
         for i in range(100)
         if ae.is_swapped(f"variant {i}") != swapped
     )
-    req2, swapped2 = ae.request(other, model_answer)
+    req2, swapped2 = ae.request(other, model_answer, load_prompt("alpaca-eval-weighted"))
     assert swapped2 != swapped
     text2 = user_text(req2)
     m_output = text2[text2.index('"m"') :].split('"""')[1]
@@ -166,11 +166,13 @@ def test_alpaca_request_orders_outputs_by_swap():
 def test_alpaca_request_needs_a_baseline_answer():
     question = Question(bench="alpaca-eval", id="q2", category="x", turns=["Hi"])
     with pytest.raises(FusekitError, match="no baseline answer"):
-        ae.request(question, "hello")
+        ae.request(question, "hello", load_prompt("alpaca-eval-weighted"))
 
 
 def test_identical_outputs():
-    assert ae.identical(AE_QUESTION, "Red, yellow and blue.\n")
+    # upstream compares output_1 == output_2 exactly: surrounding whitespace makes another answer
+    assert ae.identical(AE_QUESTION, "Red, yellow and blue.")
+    assert not ae.identical(AE_QUESTION, "Red, yellow and blue.\n")
     assert not ae.identical(AE_QUESTION, "Red, yellow, blue.")
 
 
@@ -191,13 +193,18 @@ def test_preference_with_one_label_and_with_none():
     assert math.isnan(ae.preference(reply({}), swapped=True))
 
 
-def test_preference_strips_whitespace_and_merges_spellings():
+def test_lenient_preference_strips_whitespace_and_merges_spellings():
     p_m = math.exp(-1.0) / (math.exp(-1.0) + math.exp(-0.5))
-    assert ae.preference(reply({" M": -0.5, "m ": -1.0}), swapped=False) == pytest.approx(2 - p_m)
+    spaced = reply({" M": -0.5, "m ": -1.0})
+    assert ae.preference(spaced, swapped=False, lenient=True) == pytest.approx(2 - p_m)
+    # upstream reads the exact tokens "m" and "M" only: neither is here
+    assert math.isnan(ae.preference(spaced, swapped=False))
     # "M" and " M" are the same choice: their probabilities add up.
     mass_m, mass_big = math.exp(-1.0), math.exp(-1.2) + math.exp(-2.0)
-    got = ae.preference(reply({"m": -1.0, "M": -1.2, " M": -2.0}), swapped=False)
-    assert got == pytest.approx(2 - mass_m / (mass_m + mass_big))
+    both = reply({"m": -1.0, "M": -1.2, " M": -2.0})
+    assert ae.preference(both, swapped=False, lenient=True) == pytest.approx(2 - mass_m / (mass_m + mass_big))
+    # upstream ignores " M": p_m = e^-1 / (e^-1 + e^-1.2)
+    assert ae.preference(both, swapped=False) == pytest.approx(2 - 1 / (1 + math.exp(-0.2)), abs=1e-12)
 
 
 def test_preference_does_not_underflow():
@@ -232,17 +239,17 @@ def test_prompt_for_and_token_budget():
     assert ah.prompt_for(arena_question("arena-hard-v0.1", "arena-hard-v0.1")) == "arena-hard-v0.1"
     assert ah.prompt_for(arena_question(category="hard_prompt")) == "arena-hard-v2-hard-prompt"
     assert ah.prompt_for(arena_question(category="creative_writing")) == "arena-hard-v2-creative"
-    g1, g2 = ah.requests(arena_question("arena-hard-v0.1", "arena-hard-v0.1"), "MODEL")
+    g1, g2 = ah.requests(arena_question("arena-hard-v0.1", "arena-hard-v0.1"), "MODEL", load_prompt("arena-hard-v0.1"))
     assert (g1.max_tokens, g2.max_tokens, g1.temperature) == (4096, 4096, 0.0)
     assert g1.prompt == "arena-hard-v0.1"
-    g1, _ = ah.requests(arena_question(), "MODEL")
+    g1, _ = ah.requests(arena_question(), "MODEL", load_prompt("arena-hard-v2-hard-prompt"))
     assert g1.max_tokens == 16000
-    g1, _ = ah.requests(arena_question(), "MODEL", prompt="arena-hard-v2-creative", max_tokens=32000)
+    g1, _ = ah.requests(arena_question(), "MODEL", load_prompt("arena-hard-v2-creative"), max_tokens=32000)
     assert (g1.prompt, g1.max_tokens) == ("arena-hard-v2-creative", 32000)
 
 
 def test_arena_games_swap_positions():
-    g1, g2 = ah.requests(arena_question(), "MODEL ANSWER")
+    g1, g2 = ah.requests(arena_question(), "MODEL ANSWER", load_prompt("arena-hard-v2-hard-prompt"))
     assert g1.messages[0]["role"] == "system" and g1.messages[0] == g2.messages[0]
     a_start, a_end = "<|The Start of Assistant A's Answer|>\n", "\n<|The End of Assistant A's Answer|>"
     b_start, b_end = "<|The Start of Assistant B's Answer|>\n", "\n<|The End of Assistant B's Answer|>"
@@ -255,7 +262,7 @@ def test_arena_games_swap_positions():
 
 def test_arena_override_with_an_unfit_prompt_is_a_user_error():
     with pytest.raises(FusekitError, match="ref_answer_1"):
-        ah.requests(arena_question(), "MODEL", prompt="pair-math-v1")
+        ah.requests(arena_question(), "MODEL", load_prompt("pair-math-v1"))
 
 
 @pytest.mark.parametrize(
@@ -277,13 +284,16 @@ def test_arena_override_with_an_unfit_prompt_is_a_user_error():
         (None, None),
     ],
 )
-def test_parse_verdict(text, expected):
-    assert ah.parse_verdict(text) == expected
+def test_parse_verdict_lenient(text, expected):
+    for bench in ("arena-hard-v0.1", "arena-hard-v2.0"):
+        assert ah.parse_verdict(text, bench, lenient=True) == expected
 
 
-def test_parse_verdict_covers_every_label():
+@pytest.mark.parametrize("bench", ["arena-hard-v0.1", "arena-hard-v2.0"])
+@pytest.mark.parametrize("lenient", [False, True])
+def test_parse_verdict_covers_every_label(bench, lenient):
     for label in VERDICT_LABELS:
-        assert ah.parse_verdict(f"Reasoning... My final verdict is [[{label}]].") == label
+        assert ah.parse_verdict(f"Reasoning... My final verdict is [[{label}]].", bench, lenient) == label
 
 
 # ==================================================================================================
@@ -302,22 +312,31 @@ MATH = Question(
 )
 
 
+def upstream(name: str) -> JudgePrompt:
+    return mt.upstream_prompt(name)[0]
+
+
+def single(question: Question, answers: list[str], turn: int):
+    return mt.single_request(question, answers, turn, upstream(mt.single_prompt_for(question, turn)))
+
+
 def test_single_turn_1_uses_the_plain_or_math_prompt():
-    req = mt.single_request(WRITING, ["POST", "POEM"], turn=1)
+    req = single(WRITING, ["POST", "POEM"], turn=1)
     assert (req.prompt, req.temperature, req.max_tokens) == ("single-v1", 0.0, 2048)
+    assert req.prompt_version.startswith("upstream-")
     assert req.messages[0] == {"role": "system", "content": "You are a helpful assistant."}
     text = user_text(req)
     assert "[Question]\nWrite a blog post.\n" in text
     assert "[The Start of Assistant's Answer]\nPOST\n[The End of Assistant's Answer]" in text
     assert "POEM" not in text and "Rewrite" not in text
-    math_req = mt.single_request(MATH, ["4", "6"], turn=1)
+    math_req = single(MATH, ["4", "6"], turn=1)
     assert math_req.prompt == "single-math-v1"
     assert "[The Start of Reference Answer]\nREF ONE: 4\n[The End of Reference Answer]" in user_text(math_req)
     assert "REF TWO" not in all_text(math_req)
 
 
 def test_single_turn_2_shows_the_whole_conversation_with_references():
-    req = mt.single_request(MATH, ["ANSWER ONE", "ANSWER TWO"], turn=2)
+    req = single(MATH, ["ANSWER ONE", "ANSWER TWO"], turn=2)
     assert req.prompt == "single-math-v1-multi-turn"
     assert "[[rating]]" in req.messages[0]["content"]  # instructions live in the system message
     text = user_text(req)
@@ -328,31 +347,31 @@ def test_single_turn_2_shows_the_whole_conversation_with_references():
     assert conversation.index("### Assistant A:\nANSWER ONE") < conversation.index("### User:\nAnd 3+3?")
     assert conversation.index("### User:\nAnd 3+3?") < conversation.index("### Assistant A:\nANSWER TWO")
     assert conversation.rstrip().endswith("<|The End of Assistant A's Conversation with User|>")
-    plain = mt.single_request(WRITING, ["POST", "POEM"], turn=2)
+    plain = single(WRITING, ["POST", "POEM"], turn=2)
     assert plain.prompt == "single-v1-multi-turn" and "Reference" not in all_text(plain)
 
 
 def test_single_request_errors():
     with pytest.raises(ValueError, match="turns are 1 and 2"):
-        mt.single_request(WRITING, ["a", "b"], turn=3)
+        single(WRITING, ["a", "b"], turn=3)
     with pytest.raises(ValueError, match="needs 2 answer"):
-        mt.single_request(WRITING, ["a"], turn=2)
+        single(WRITING, ["a"], turn=2)
     one_ref = replace(MATH, references=["REF ONE: 4"])
     with pytest.raises(FusekitError, match="ref_answer_2"):
-        mt.single_request(one_ref, ["a", "b"], turn=2)
+        single(one_ref, ["a", "b"], turn=2)
     with pytest.raises(FusekitError, match="ref_answer_1"):
-        mt.single_request(WRITING, ["a", "b"], turn=1, prompt="single-math-v1")
+        mt.single_request(WRITING, ["a", "b"], 1, upstream("single-math-v1"))
 
 
 def test_pair_requests_swap_positions():
-    g1, g2 = mt.pair_requests(MATH, ["M1 T1", "M1 T2"], ["M2 T1", "M2 T2"], turn=1)
+    g1, g2 = mt.pair_requests(MATH, ["M1 T1", "M1 T2"], ["M2 T1", "M2 T2"], 1, upstream("pair-math-v1"))
     assert g1.prompt == g2.prompt == "pair-math-v1"
     for game, (a, b) in ((g1, ("M1 T1", "M2 T1")), (g2, ("M2 T1", "M1 T1"))):
         text = user_text(game)
         assert f"[The Start of Assistant A's Answer]\n{a}\n[The End of Assistant A's Answer]" in text
         assert f"[The Start of Assistant B's Answer]\n{b}\n[The End of Assistant B's Answer]" in text
         assert "REF ONE: 4" in text
-    g1, g2 = mt.pair_requests(WRITING, ["M1 T1", "M1 T2"], ["M2 T1", "M2 T2"], turn=2)
+    g1, g2 = mt.pair_requests(WRITING, ["M1 T1", "M1 T2"], ["M2 T1", "M2 T2"], 2, upstream("pair-v2-multi-turn"))
     assert g1.prompt == "pair-v2-multi-turn"
     for game, (a, b) in ((g1, ("M1", "M2")), (g2, ("M2", "M1"))):
         text = user_text(game)
@@ -363,43 +382,68 @@ def test_pair_requests_swap_positions():
         assert "Rewrite it as a poem." in a_block and "Rewrite it as a poem." in b_block
 
 
+def test_the_paraphrases_fill_the_same_slots_as_upstream():
+    for name in mt.PROMPT_NAMES:
+        assert set(load_prompt(name).placeholders) == set(upstream(name).placeholders), name
+
+
+def test_upstream_prompt_refuses_unknown_names_and_unpinned_files(tmp_path):
+    with pytest.raises(FusekitError, match="pair-v2-multi-turn"):
+        mt.upstream_prompt("pair-v3")
+    checkout = tmp_path / "fastchat" / "llm_judge" / "data"
+    checkout.mkdir(parents=True)
+    text = mt.upstream_prompt("pair-v2")[1].text
+    (checkout / "judge_prompts.jsonl").write_text(text.replace("impartial", "partial", 1))
+    with pytest.raises(FusekitError, match=mt.JUDGE_PROMPTS.sha256):
+        mt.upstream_prompt("pair-v2", str(checkout / "mt_bench"))
+    (checkout / "judge_prompts.jsonl").write_text(text)
+    prompt, source = mt.upstream_prompt("single-v1", str(checkout / "mt_bench"))
+    assert source.path == str(checkout / "judge_prompts.jsonl") and prompt.version == "upstream-fd283293406d"
+
+
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "expected", "lenient"),
     [
-        ("Rating: [[7]]", 7.0),
-        ("Rating: [[8.5]]", 8.5),
-        ("Rating: [[10]]", 10.0),
-        ("Rating: [[ 6 ]]", 6.0),
-        ("Rating: [[11]]", None),
-        ("Rating: [[0]]", None),
-        ("Rating: [5]", 5.0),
-        ("[[7]] but then [[3]]", 7.0),
-        ("On a scale [1] to [10] ... Rating: [[4]]", 4.0),
-        ("No number here, [[rating]].", None),
-        ("", None),
-        (None, None),
+        ("Rating: [[7]]", 7.0, 7.0),
+        ("Rating: [[8.5]]", 8.5, 8.5),
+        ("Rating: [[10]]", 10.0, 10.0),
+        ("Rating: [[ 6 ]]", None, 6.0),  # FastChat's pattern allows nothing else inside the brackets
+        ("Rating: [[11]]", 11.0, None),  # kept as FastChat keeps it; lenient checks the 1-10 range
+        ("Rating: [[0]]", 0.0, None),
+        ("Rating: [[08]]", None, 8.0),  # a SyntaxError in FastChat's literal_eval
+        ("Rating: [5]", 5.0, 5.0),
+        ("Rating: [ 5 ]", None, 5.0),
+        ("[[7]] but then [[3]]", 7.0, 7.0),
+        ("On a scale [1] to [10] ... Rating: [[4]]", 4.0, 4.0),  # double brackets first
+        ("On a scale [1] to [10] ... Rating: 4", 1.0, 1.0),
+        ("No number here, [[rating]].", None, None),
+        ("", None, None),
+        (None, None, None),
     ],
 )
-def test_parse_rating(text, expected):
+def test_parse_rating(text, expected, lenient):
     assert mt.parse_rating(text) == expected
+    assert mt.parse_rating(text, lenient=True) == lenient
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "expected", "lenient"),
     [
-        ("Assistant A is better. [[A]]", "A"),
-        ("[[B]]", "B"),
-        ("Both are equally good: [[C]]", "tie"),
-        ("final verdict: [[ b ]]", "B"),
-        ('Output "[[A]]" if A is better... my verdict: [[B]]', "B"),
-        ("[A] is better", None),
-        ("[[D]]", None),
-        ("", None),
-        (None, None),
+        ("Assistant A is better. [[A]]", "A", "A"),
+        ("[[B]]", "B", "B"),
+        ("Both are equally good: [[C]]", "tie", "tie"),
+        ("final verdict: [[ b ]]", None, "B"),
+        ('Output "[[A]]" if A is better... my verdict: [[B]]', "A", "B"),  # FastChat: [[A]] anywhere first
+        ("[[C]] or rather [[B]]", "B", "B"),
+        ("[A] is better", None, None),
+        ("[[D]]", None, None),
+        ("", None, None),
+        (None, None, None),
     ],
 )
-def test_parse_pair(text, expected):
+def test_parse_pair(text, expected, lenient):
     assert mt.parse_pair(text) == expected
+    assert mt.parse_pair(text, lenient=True) == lenient
 
 
 def test_parse_pair_feeds_pair_game_winner():

@@ -80,9 +80,11 @@ def test_mt_bench_embedded_model_and_judge_offline(tmp_path):
     # --limit 4 takes one question from each of the first four categories (81, 91, 101, 111):
     # writing/roleplay graded plainly, reasoning/math against the reference answers
     assert sorted(rows(db, "SELECT DISTINCT question_id FROM answers")) == [("101",), ("111",), ("81",), ("91",)]
+    # FastChat's own prompts by default, read from the installed judge_prompts.jsonl and pinned
+    upstream = "upstream-fd283293406d"
     assert manifest["benches"]["mt-bench"]["settings"]["prompts"] == {
-        "single-v1": "fusekit-1", "single-v1-multi-turn": "fusekit-1",
-        "single-math-v1": "fusekit-1", "single-math-v1-multi-turn": "fusekit-1"}
+        "single-v1": upstream, "single-v1-multi-turn": upstream,
+        "single-math-v1": upstream, "single-math-v1-multi-turn": upstream}
     png = (out / "mt-bench" / "scores.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
@@ -110,9 +112,10 @@ def test_in_process_judge_reads_logprobs_for_alpaca_eval(tmp_path, llama_server)
         alts = json.loads(lp)
         assert len(alts) == 5 and all(v <= 0 for v in alts.values())
         assert sum(math.exp(v) for v in alts.values()) <= 1.0 + 1e-6
-        # recompute AlpacaEval's preference by hand from the stored alternatives
-        pm = sum(math.exp(v) for t, v in alts.items() if t.strip() == "m")
-        pM = sum(math.exp(v) for t, v in alts.items() if t.strip() == "M")
+        # recompute AlpacaEval's preference by hand from the stored alternatives: upstream's parser
+        # reads the exact tokens "m" and "M" only
+        pm = math.exp(alts["m"]) if "m" in alts else 0.0
+        pM = math.exp(alts["M"]) if "M" in alts else 0.0
         if pm + pM > 0:
             pref = 2 - pm / (pm + pM)
             prefs.append(3 - pref if swapped else pref)
@@ -121,7 +124,7 @@ def test_in_process_judge_reads_logprobs_for_alpaca_eval(tmp_path, llama_server)
     if prefs:
         assert math.isclose(float(board[0]["win_rate"]), 100 * sum(p - 1 for p in prefs) / len(prefs), rel_tol=1e-9)
     report = (out / "report.md").read_text()
-    assert "LC not computed" in report and "instruction_difficulty.csv" in report
+    assert "LC not computed" in report and "df_gamed.csv" in report
 
 
 # -- each protocol against the llama.cpp server ---------------------------------------------------

@@ -81,7 +81,8 @@ def test_inputs_are_keyed_by_instruction_text():
 
 
 def _difficulty_case():
-    """20 equal-length pairs whose preference follows the GLM exactly: p - 1 = σ(0.5 + d)."""
+    """20 equal-length pairs whose preference follows the GLM exactly: p - 1 = σ(0.5 + d), with
+    df_gamed rows (verbose variants of varying length) carrying the same difficulties."""
     d = [-2.0 + 4.0 * i / 19 for i in range(20)]
     ann = [
         {
@@ -92,31 +93,32 @@ def _difficulty_case():
         }
         for i in range(20)
     ]
-    difficulty = {f"question {i}": d[i] for i in range(20)}
-    # gamed rows: same instructions, verbose outputs of varying length vs the baseline
-    gamed = [
+    # df_gamed's published layout: preference already on [0, 1], std_delta_len precomputed
+    gamed = ae.gamed_rows(
         {
-            "instruction": f"question {i}",
-            "output_1": "x" * 50,
-            "output_2": "z" * (20 + 7 * i),
-            "preference": 1 + sigmoid(-0.5 + 0.8 * d[i] + 0.3 * i / 20),
-            "generator": "verbose",
+            "index": str(i),
+            "model": "gpt4_1106_preview_verbose",
+            "preference": str(sigmoid(-0.5 + 0.8 * d[i] + 0.3 * i / 20)),
+            "std_delta_len": str((30 - 7 * i) / 40),
+            "instruction_difficulty": str(d[i]),
+            "not_gamed_baseline": "False",
         }
         for i in range(20)
-    ]
-    return ann, difficulty, gamed
+    )
+    positions = {f"question {i}": i for i in range(20)}
+    return ann, gamed, positions
 
 
 @pytest.mark.parametrize("glm", ["length_controlled_v1", "length_controlled_noreg"])
 def test_lc_equals_raw_win_rate_when_lengths_are_equal(glm):
-    ann, difficulty, gamed = _difficulty_case()
-    out = ae.length_controlled_win_rate(ann, difficulty, gamed if glm.endswith("v1") else None, glm=glm)
+    ann, gamed, positions = _difficulty_case()
+    out = ae.length_controlled_win_rate(ann, gamed, positions, glm=glm)
     raw = 100 * sum(r["preference"] - 1 for r in ann) / len(ann)
     assert out.win_rate.win_rate == pytest.approx(raw)
     # With Δ = 0 on every model row the prediction point equals the training point, and the score
     # equation of the not_gamed coefficient (a column of ones on the model rows only) forces
-    # mean σ(θ + ψ d_i) = mean y_i at the optimum; the L1 penalty moves it by ~1/(C n) ≈ 5e-6.
-    assert out.length_controlled_winrate == pytest.approx(raw, abs=1e-3)
+    # mean σ(θ + ψ d_i) = mean y_i at the optimum, up to the L1 penalty and liblinear's tolerance.
+    assert out.length_controlled_winrate == pytest.approx(raw, abs=0.01)
     if glm.endswith("noreg"):
         assert out.weights["length"] == 0.0  # tanh(0) column: L1 keeps its coefficient at exactly 0
     assert out.weights["instruction_difficulty"] == pytest.approx(1.0, abs=0.01)  # the generating ψ
@@ -135,8 +137,10 @@ def test_lc_moves_down_when_the_model_wins_by_being_longer():
         }
         for i in range(40)
     ]
-    difficulty = {f"q{i:02d}": 0.0 for i in range(40)}
-    out = ae.length_controlled_win_rate(ann, difficulty, glm="length_controlled_noreg")
+    gamed = ae.gamed_rows({"index": i, "preference": 0.5, "std_delta_len": 0.0, "instruction_difficulty": 0.0,
+                           "not_gamed_baseline": False} for i in range(40))
+    positions = {f"q{i:02d}": i for i in range(40)}
+    out = ae.length_controlled_win_rate(ann, gamed, positions, glm="length_controlled_noreg")
     assert out.win_rate.win_rate == pytest.approx(70.0)
     # Δ = len(baseline) - len(model): -200 (×30) and +80 (×10); mean -130;
     # var(ddof 1) = (30·70² + 10·210²) / 39 = 588000 / 39, sd = 122.788
@@ -147,43 +151,65 @@ def test_lc_moves_down_when_the_model_wins_by_being_longer():
     phi = (logit(0.8) - logit(0.4)) / (t_long - t_short)  # -1.1956
     theta = logit(0.4) - phi * t_short  # 0.2793
     expected = 100 * sigmoid(theta)  # 56.94
-    assert out.weights["length"] == pytest.approx(phi, abs=1e-3)
-    assert out.length_controlled_winrate == pytest.approx(expected, abs=0.01)
+    assert out.weights["length"] == pytest.approx(phi, abs=0.01)
+    assert out.length_controlled_winrate == pytest.approx(expected, abs=0.1)
     assert out.length_controlled_winrate < out.win_rate.win_rate
-    # the minimal GLM (no difficulty) has the same two columns here
+    # the minimal GLM (no difficulty, no df_gamed) has the same two columns here
     minimal = ae.length_controlled_win_rate(ann, glm="length_controlled_minimal")
-    assert minimal.length_controlled_winrate == pytest.approx(expected, abs=0.01)
+    assert minimal.length_controlled_winrate == pytest.approx(expected, abs=0.1)
 
 
 def test_lc_is_independent_of_row_order():
-    ann, difficulty, gamed = _difficulty_case()
-    a = ae.length_controlled_win_rate(ann, difficulty, gamed)
-    b = ae.length_controlled_win_rate(list(reversed(ann)), dict(reversed(list(difficulty.items()))), gamed)
+    ann, gamed, positions = _difficulty_case()
+    a = ae.length_controlled_win_rate(ann, gamed, positions)
+    b = ae.length_controlled_win_rate(list(reversed(ann)), gamed, dict(reversed(list(positions.items()))))
     assert a.length_controlled_winrate == b.length_controlled_winrate
 
 
-def test_lc_missing_difficulty_names_the_instruction():
-    ann, difficulty, gamed = _difficulty_case()
-    del difficulty["question 7"]
+def test_lc_missing_or_shared_position_names_the_instruction():
+    ann, gamed, positions = _difficulty_case()
+    del positions["question 7"]
     with pytest.raises(ValueError, match="question 7"):
-        ae.length_controlled_win_rate(ann, difficulty, gamed)
-    # the "maybe" variant does not swallow a misaligned difficulty table either
+        ae.length_controlled_win_rate(ann, gamed, positions)
+    # the "maybe" variant does not swallow a misaligned position table either
     with pytest.raises(ValueError, match="question 7"):
-        ae.maybe_length_controlled_win_rate(ann, difficulty, gamed)
+        ae.maybe_length_controlled_win_rate(ann, gamed, positions)
+    positions["question 7"] = 3
+    with pytest.raises(ValueError, match="share position 3"):
+        ae.length_controlled_win_rate(ann, gamed, positions)
+    positions["question 7"] = 99  # a position df_gamed does not have
+    with pytest.raises(ValueError, match="no difficulty for position 99"):
+        ae.length_controlled_win_rate(ann, gamed, positions)
 
 
-def test_lc_not_computed_without_difficulty_inputs():
-    ann, difficulty, _ = _difficulty_case()
-    out = ae.maybe_length_controlled_win_rate(ann, None, None)
+def test_gamed_rows_read_the_published_layout():
+    ann, gamed, _ = _difficulty_case()
+    assert gamed.difficulty_by_position()[19] == pytest.approx(2.0)
+    row = {"index": "0", "preference": "", "std_delta_len": "1.5", "instruction_difficulty": "0.2",
+           "not_gamed_baseline": "False"}
+    read = ae.gamed_rows([row, {**row, "index": "1", "preference": "0.25", "not_gamed_baseline": "TRUE"}])
+    assert math.isnan(read.preference[0]) and read.preference[1] == 0.25  # [0, 1] scale, kept as is
+    assert read.not_gamed_baseline.tolist() == [False, True]
+    with pytest.raises(ValueError, match="no column std_delta_len"):
+        ae.gamed_rows([{k: v for k, v in row.items() if k != "std_delta_len"}])
+    with pytest.raises(ValueError, match="True or False"):
+        ae.gamed_rows([{**row, "not_gamed_baseline": "1"}])
+    # upstream looks difficulty up by row number: a file whose first row of index 1 is not row 1 is refused
+    swapped = ae.gamed_rows([{**row, "index": "1"}, {**row, "index": "0"}])
+    with pytest.raises(ValueError, match="first row of index 1 is row 0"):
+        swapped.difficulty_by_position()
+
+
+def test_lc_not_computed_without_df_gamed():
+    ann, gamed, positions = _difficulty_case()
+    out = ae.maybe_length_controlled_win_rate(ann, None, positions)
     assert out.length_controlled_winrate is None and out.lc_standard_error is None
     assert not out.computed
-    assert "instruction difficulty" in out.reason and "df_gamed" in out.reason
+    assert "df_gamed" in out.reason
     assert out.win_rate.win_rate == pytest.approx(100 * sum(r["preference"] - 1 for r in ann) / 20)
-    # difficulty present but no gamed rows: v1 still cannot run, noreg can
-    assert ae.maybe_length_controlled_win_rate(ann, difficulty, None).reason == (
-        "gamed-baseline annotations (df_gamed.csv) unavailable"
-    )
-    assert ae.maybe_length_controlled_win_rate(ann, difficulty, None, glm="length_controlled_noreg").computed
+    # no canonical positions: v1 and noreg cannot look difficulties up, minimal needs neither
+    assert "canonical positions" in ae.maybe_length_controlled_win_rate(ann, gamed, None).reason
+    assert ae.maybe_length_controlled_win_rate(ann, None, None, glm="length_controlled_minimal").computed
 
 
 def test_lc_baseline_against_itself_is_fifty():
@@ -392,6 +418,15 @@ def test_mt_bench_single_means_skip_failed_ratings():
     assert out.category_means == pytest.approx({"writing": 7.5, "math": 4.0})
     assert (out.n_valid, out.n_failed) == (7, 2)
     assert out.n_failed_by_turn == {1: 1, 2: 1}
+
+
+def test_mt_bench_single_keeps_out_of_range_ratings_as_fastchat():
+    rows = [{"question_id": 81, "turn": 1, "score": 0}, {"question_id": 82, "turn": 1, "score": 11},
+            {"question_id": 83, "turn": 1, "score": -1.0}, {"question_id": 84, "turn": 1, "score": float("nan")},
+            {"question_id": 85, "turn": 1, "score": "n/a"}]
+    out = mt.mt_bench_single(rows)
+    # only -1, NaN and the non-number fail; (0 + 11) / 2 = 5.5
+    assert (out.overall, out.n_valid, out.n_failed) == (5.5, 2, 3)
 
 
 def test_mt_bench_single_rejects_duplicates():

@@ -2,9 +2,11 @@
 
 The reference file (``alpaca_eval_gpt4_baseline.json``: ``instruction, output, generator,
 dataset``) carries both the instructions and the baseline's answers. A question's id is a
-hash of its instruction text, so answers, judgments and instruction difficulties line up by
-instruction even when rows go missing or get reordered (upstream looks difficulties up by
-row position, see docs/evals.md#alpacaeval-2-length-control).
+hash of its instruction text, so answers and judgments line up by instruction even when rows go
+missing or get reordered. ``meta["index"]`` keeps the instruction's position in the file, the
+canonical 805 order: the LC GLM's difficulties (``df_gamed.csv``) and its row order are keyed by
+that position upstream, so a selection still finds each instruction's own difficulty
+(docs/evals.md#alpacaeval-2-length-control).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def load(files: Files, select: Select) -> tuple[list[Question], list[DataFile]]:
                 turns=[instruction],
                 baseline=text_field(row, "generator", at),
                 baseline_answer=text_field(row, "output", at),
+                meta={"index": i},
             )
         )
     check_unique(questions, df.path)

@@ -45,8 +45,17 @@ BASELINES_V2: dict[str, str] = {
     "creative_writing": GEMINI_FLASH,
 }
 
-# v0.1's settings. Upstream v2.0 configs vary per model (gemma-3-27b-it T 0 / 8196 tokens,
-# qwq-32b T 0.6 / 32000); greedy with v0.1's budget is the common ground for both versions.
+# Every v0.1 question is judged against gpt-4-0314's answer.
+BASELINE_V01 = GPT4_0314
+
+# Upstream's answer settings: v0.1's config/gen_answer_config.yaml (greedy, 4096 tokens, one choice).
+# v2.0 prescribes none: each model's config/api_config.yaml entry brings its own (gemma-3-27b-it
+# T 0 / 8196 tokens, qwq-32b T 0.6 / 32000), hence None.
+UPSTREAM_GENERATION: dict[str, GenSettings | None] = {
+    BENCH_V01: GenSettings(temperature=0.0, max_tokens=4096),
+    BENCH_V2: None,
+}
+# What fusekit generates with: v0.1's settings, the common ground for both versions.
 GENERATION = GenSettings(temperature=0.0, max_tokens=4096)
 
 QUESTIONS = "question.jsonl"

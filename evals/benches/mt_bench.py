@@ -50,6 +50,7 @@ TEMPERATURE: dict[str, float] = {
     "humanities": 0.1,
     "other": 0.7,
 }
+# FastChat gen_model_answer.py's --max-new-token default (one choice per question).
 MAX_TOKENS = 1024
 
 

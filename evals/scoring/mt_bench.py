@@ -4,9 +4,10 @@ Pure functions, no I/O. Follows ``docs/evals.md#mt-bench-scores`` (FastChat
 ``fastchat/llm_judge/show_result.py``).
 
 * Single grading: one record per (question, turn) ``{"question_id", "turn", "score"[, "model",
-  "category"]}``. Failed ratings (``-1``, ``None``, NaN, or anything outside 1–10) are left out of
-  every mean and counted. Overall = mean over all valid (question, turn) scores; category = mean
-  over both turns of its questions.
+  "category"]}``. Failed ratings (FastChat's ``-1``, and ``None`` or NaN) are left out of every
+  mean and counted; every other number is kept, 0 and 11 included, as FastChat's
+  ``df[df["score"] != -1]`` keeps them. Overall = mean over all kept (question, turn) scores;
+  category = mean over both turns of its questions.
 * Pairwise: FastChat ``*_pair.jsonl`` records ``{"question_id", "turn", "model_1", "model_2",
   "g1_winner", "g2_winner"}`` where game 2 was judged with positions swapped and both winners are
   already mapped back to ``"model_1"`` / ``"model_2"`` / ``"tie"`` (``"error"`` or ``None`` when the
@@ -24,7 +25,7 @@ __all__ = [
     "SingleGradeSummary",
     "PairwiseSummary",
     "mt_bench_category",
-    "is_valid_rating",
+    "is_failed_rating",
     "mt_bench_single",
     "pair_game_winner",
     "mt_bench_pairwise",
@@ -55,15 +56,18 @@ def mt_bench_category(question_id: Any) -> str:
     raise ValueError(f"question id {question_id!r} is outside MT-Bench's 81–160; pass categories=")
 
 
-def is_valid_rating(score: Any) -> bool:
-    """A usable 1–10 rating (``-1`` = parse failure, ``None`` / NaN / out of range are failures too)."""
+def is_failed_rating(score: Any) -> bool:
+    """No rating: FastChat's ``-1``, or ``None``, NaN or anything that is not a number.
+
+    A number outside 1–10 is not a failure: FastChat averages whatever the judge wrote.
+    """
     if score is None or isinstance(score, bool):
-        return False
+        return True
     try:
         value = float(score)
     except (TypeError, ValueError):
-        return False
-    return math.isfinite(value) and 1.0 <= value <= 10.0
+        return True
+    return not math.isfinite(value) or value == -1.0
 
 
 def _mean(values: list[float]) -> float:
@@ -116,7 +120,7 @@ def mt_bench_single(
         by_turn.setdefault(turn, [])
         failed_by_turn.setdefault(turn, 0)
         score = rec.get("score")
-        if not is_valid_rating(score):
+        if is_failed_rating(score):
             n_failed += 1
             failed_by_turn[turn] += 1
             continue
