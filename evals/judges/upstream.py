@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 
 from fusedata.errors import FusekitError
+from fusedata.records import sha256_hex
 
 # How far above data_dir a checkout's root may be (arena-hard-auto: data/arena-hard-v0.1 → root).
 _PARENTS = 5
@@ -47,10 +48,6 @@ class UpstreamText:
     text: str
     path: str
     sha256: str
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _candidates(f: UpstreamFile, data_dir: str | None) -> list[Path]:
@@ -92,7 +89,7 @@ def read_upstream(f: UpstreamFile, data_dir: str | None = None) -> UpstreamText:
 
 def check_pin(text: str, pin: str, what: str, source: UpstreamText) -> str:
     """``text`` (a piece extracted from ``source``) when its sha256 equals ``pin``."""
-    actual = sha256_text(text)
+    actual = sha256_hex(text)
     if actual != pin:
         raise FusekitError(f"{what} read from {source.path} is not the pinned upstream text: sha256 expected "
                            f"{pin}, got {actual}; pass --data-dir inside a checkout at the pinned version, or "
