@@ -37,7 +37,7 @@ from fusedata.judge import JudgeSettings
 from .answers import EvalModel
 from .benches import check_selection
 from .comparable import UPSTREAM_JUDGE, has_api_env, route_judge
-from .judges.prompts import check_choice
+from .judges.prompts import check_choice, resolve
 from .pricing import load_prices
 from .records import BENCH_ALIASES, MODES
 from .score import PARSERS, check_lc_inputs
@@ -258,6 +258,8 @@ def check(cfg: EvalConfig) -> None:
         raise FusekitError(f"model names must be unique, got {', '.join(names)}; name them (--model NAME=REF)")
     _check_judge(cfg.judge)
     check_choice(cfg.prompt)  # unknown names fail here, with a did-you-mean
+    for role in bench.prompt_roles:  # a missing or altered upstream prompt stops the run before any answer
+        resolve(role, cfg.prompt, cfg.data_dir)
     choice(cfg.parser, PARSERS, "parser")
     load_prices(cfg.prices)
     check_lc_inputs(cfg.lc_inputs)

@@ -129,3 +129,17 @@ def test_judge_name_routed_by_openai_base_url_and_verdict_reported(tmp_path, lla
     report = (out / "report.md").read_text()
     assert "Leaderboard-comparable: **no**." in report and "- differs: judge max_tokens capped at 24" in report
     assert "mt-bench: not leaderboard-comparable: judge smollm2-135m (upstream: gpt-4)" in " ".join(r.output.split())
+
+
+def test_a_missing_upstream_prompt_stops_before_any_model_loads(tmp_path, monkeypatch):
+    """The recipe check reads every judge prompt the bench may use: an altered text is one message, exit 2."""
+    from evals.judges import mt_bench
+
+    fake = tmp_path / "FastChat"
+    path = fake / mt_bench.JUDGE_PROMPTS.checkout_path
+    path.parent.mkdir(parents=True)
+    path.write_text('{"name": "single-v1"}\n')
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", "--bench", "mt-bench", "--data-dir", str(fake), "--out", str(out)])
+    assert r.exit_code == 2 and "is not the pinned upstream file" in r.output and "Traceback" not in r.output
+    assert not out.exists()

@@ -207,6 +207,7 @@ class Bench:
     pairwise_mode: bool = False  # mode="pairwise": judged against another evaluated model
     logprob_judge: bool = False  # the verdict is read from log-probs: probe the judge first
     pins: frozenset[str] = frozenset()  # sha256 of every upstream data file (the leaderboard's data)
+    prompt_roles: tuple[str, ...] = ()  # every judge prompt the protocol may use, read before models load
 
 
 def file_sha256(path: Path) -> str:
