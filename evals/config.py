@@ -58,6 +58,7 @@ class ModelConfig:
     concurrency: int | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    rpm: float | None = None  # requests per minute (rate-limited APIs)
     batch_size: int = 8
     system_prompt: str | None = None
     temperature: float | None = None  # overrides the bench's decoding for every question
@@ -78,6 +79,7 @@ class JudgeConfig:
     concurrency: int | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    rpm: float | None = None  # requests per minute (rate-limited APIs)
     batch_size: int = 4
     max_tokens: int | None = None  # caps every request's max_tokens (cheap smoke runs); recorded
     prefill: str = ""  # starts every reply (in-process judges only); recorded

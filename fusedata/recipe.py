@@ -94,6 +94,8 @@ class _ModelBlock:
     concurrency: int | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    rpm: float | None = None
+    n_per_request: bool | None = None
     batch_size: int | None = None
     system_prompt: str | None = None
     fold_system: bool | None = None
@@ -258,7 +260,7 @@ def _check_sampling(sp: SamplingParams, where: str) -> None:
 
 def _endpoint(block: _ModelBlock, where: str) -> EndpointSettings | None:
     if block.engine != "openai":
-        stray = [k for k in ("base_url", *ENDPOINT_KEYS) if getattr(block, k) is not None]
+        stray = [k for k in ("base_url", *ENDPOINT_KEYS, "n_per_request") if getattr(block, k) is not None]
         if stray:
             raise FusekitError(f"recipe: {where}: {', '.join(stray)} only apply to engine 'openai' "
                                f"(this model's engine is '{block.engine}')")
@@ -292,7 +294,7 @@ def _model(raw: Any, where: str) -> ModelSpec:
     name = block.name or block.model.split("/")[-1].replace("embedded:", "")
     stop = (block.stop,) if isinstance(block.stop, str) else tuple(block.stop)
     engine = EngineConfig(name=name, model=block.model, engine=block.engine, endpoint=_endpoint(block, where),
-                          stop=stop, extra=block.extra, **engine_kw)
+                          stop=stop, extra=block.extra, n_per_request=block.n_per_request, **engine_kw)
     return ModelSpec(engine, block.sampling, dict(block.n_per_domain),
                      tuple(block.domains) if block.domains is not None else None)
 

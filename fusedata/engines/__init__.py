@@ -48,11 +48,13 @@ class EngineConfig:
     fold_system: bool = False
     stop: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    # engine: openai: a prompt's samples in one request with n (None: as long as the server honours it)
+    n_per_request: bool | None = None
 
     @property
     def chunk_size(self) -> int:
-        """How many requests to hand the engine at once: an endpoint gets enough to keep all its
-        slots busy, an in-process engine one batch."""
+        """How many requests to hand the engine at once where work goes in chunks (evals' answers, Ray):
+        an endpoint gets enough to keep all its slots busy, an in-process engine one batch."""
         if self.endpoint is None:
             return self.batch_size
         return max(self.batch_size, 4 * self.endpoint.concurrency)

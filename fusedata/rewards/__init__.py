@@ -73,6 +73,7 @@ class JudgeRewardConfig:
     concurrency: int | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    rpm: float | None = None  # requests per minute (rate-limited APIs)
 
     def endpoint(self, where: str = "reward") -> EndpointSettings | None:
         """The endpoint the judge talks to; ``None`` for an in-process judge."""
