@@ -115,6 +115,9 @@ class PlainLines(Progress):
         if self._printer.is_alive():
             self._quit.set()
             self._printer.join()
+            for task in self.tasks:  # the last word on tasks nobody stopped
+                if task.started and task.stop_time is None:
+                    self.console.print(self.line(task), markup=False, highlight=False, soft_wrap=True)
         super().stop()
 
     def _print_periodically(self) -> None:
