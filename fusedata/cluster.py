@@ -145,32 +145,30 @@ Executor = LocalExecutor | RayExecutor
 
 
 def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
-    """A vLLM source on GPU workers through ``ray.data.llm``: one processor per source model, its
-    replicas from ``extra.ray.replicas`` and vLLM's engine arguments (``tensor_parallel_size``…)
-    from ``extra.engine_kwargs``. One row per (prompt, sample) with the same per-sample seed as
-    the other engines; the driver writes each returned batch to the store. Needs vLLM and GPUs, so
-    it runs only on a GPU cluster (not here)."""
+    """A vLLM source through ``ray.data.llm``: one processor per source model, its replicas from
+    ``extra.ray.replicas`` and vLLM's engine arguments (``tensor_parallel_size``…) from
+    ``extra.engine_kwargs``. One row per (prompt, sample) with the same per-sample seed as the other
+    engines; the driver writes each returned batch to the store.
+
+    The engine actors run under the vLLM engine's Python (``extra.python``, ``FUSEKIT_VLLM_PYTHON``),
+    which needs the driver's Ray version too. ``extra.ray.num_gpus: 0`` runs them on CPUs (vLLM's CPU
+    build), which is how the tests run this path."""
     import json
 
     from . import models
     from .engines import chat_messages, sample_seed
 
-    try:
-        import ray
-        from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
-    except ImportError as e:
-        raise FusekitError(f"vLLM on Ray needs ray[data] with ray.data.llm and vllm installed ({e})") from None
+    ray, build_processor, config_cls = _ray_llm_api()
     res = Resources.from_extra(spec.engine.extra, default_gpus=1)
     sp = spec.sampling
     rows = [{"prompt_id": req.prompt.id, "sample_idx": i, "seed": sample_seed(sp, req.prompt.id, i),
              "messages": json.dumps(chat_messages(req.prompt, spec.engine))}
             for chunk in chunks for req in chunk for i in req.sample_indices]
+    ref = models.resolve(spec.engine.model)
     engine_kwargs = dict(spec.engine.extra.get("engine_kwargs") or {})
-    config = vLLMEngineProcessorConfig(
-        model_source=models.resolve(spec.engine.model).path, engine_kwargs=engine_kwargs,
-        concurrency=res.replicas, batch_size=spec.engine.batch_size, should_continue_on_error=True,
-    )
-    stop = list(spec.engine.stop) or None
+    config = config_cls(model_source=ref.path, engine_kwargs=engine_kwargs, concurrency=res.replicas,
+                        batch_size=spec.engine.batch_size, **_ray_llm_placement(spec.engine.extra, res))
+    stop = list(spec.engine.stop or ref.stop) or None
 
     def pre(row: dict) -> dict:
         return {**row, "messages": json.loads(row["messages"]), "sampling_params": {
@@ -181,10 +179,41 @@ def vllm_on_ray(spec: Any, chunks: list[list]) -> Iterator[list]:
         # A failed row skips postprocess and arrives whole, so both kinds keep vLLM's column names.
         return {k: row.get(k) for k in _LLM_ROW_FIELDS}
 
-    ds = build_llm_processor(config, preprocess=pre, postprocess=post)(ray.data.from_items(rows))
+    ds = build_processor(config, preprocess=pre, postprocess=post)(ray.data.from_items(rows))
     limits = (sp.max_tokens, engine_kwargs.get("max_model_len"))
     for batch in ds.iter_batches(batch_size=spec.engine.batch_size, batch_format="pandas"):
         yield [response_from_llm_row(r, spec.name, sp.hash(), *limits) for r in batch.to_dict("records")]
+
+
+def _ray_llm_api() -> tuple[Any, Callable, Any]:
+    try:
+        import ray
+        import ray.data.llm as llm
+    except ImportError as e:  # ray.data.llm imports aiohttp, which ray[data] does not bring
+        raise FusekitError(f"vLLM on Ray needs Ray Data's LLM API: pip install 'ray[data]' aiohttp ({e})") from None
+    # Ray 2.5x renamed build_llm_processor to build_processor.
+    return ray, getattr(llm, "build_processor", None) or llm.build_llm_processor, llm.vLLMEngineProcessorConfig
+
+
+def _ray_llm_placement(extra: dict[str, Any], res: Resources) -> dict[str, Any]:
+    """Where the vLLM stage's actors run: under the vLLM Python, with usage reports off and the model's
+    ``extra.env``, and on CPUs when no GPU is asked for (Ray Data's own default is one GPU per engine)."""
+    import sys
+
+    from .engines.vllm import NO_USAGE_REPORTS, vllm_python
+
+    env = {**{k: v for k, v in NO_USAGE_REPORTS.items() if k not in os.environ},
+           **{k: str(v) for k, v in (extra.get("env") or {}).items()}}
+    python = vllm_python(extra)
+    runtime_env: dict[str, Any] = {"env_vars": env}
+    if python != sys.executable:
+        runtime_env["py_executable"] = python
+    # vLLM's Ray metrics need ray[serve] and fusedata reads none of them.
+    kwargs: dict[str, Any] = {"runtime_env": runtime_env, "should_continue_on_error": True,
+                              "log_engine_metrics": False}
+    if res.num_gpus == 0:
+        kwargs["placement_group_config"] = {"bundles": [{"CPU": res.num_cpus}]}
+    return kwargs
 
 
 _LLM_ROW_FIELDS = ("prompt_id", "sample_idx", "generated_text", "num_input_tokens", "num_generated_tokens",

@@ -1,5 +1,6 @@
 """The three engines: transformers in-process, an OpenAI-compatible endpoint (a real llama.cpp
-server on loopback), and vLLM (absent here: only its clear error)."""
+server on loopback, for what vLLM's server does not do: one choice for n > 1), and vLLM's errors
+where this Python has no vLLM (tests/test_vllm_engine.py runs the real one)."""
 
 from __future__ import annotations
 
@@ -78,10 +79,13 @@ def test_vllm_absent_gives_one_line_error(monkeypatch):
 
 @pytest.mark.slow
 def test_openai_engine_against_real_llama_cpp_server(llama_server):
+    """llama.cpp answers n > 1 with a single choice: the engine falls back to one request per sample (vLLM's
+    server honours n, tests/test_vllm_server.py)."""
     eng = make_engine(served("smol", "smollm2-135m", llama_server, concurrency=2))
     sp = SamplingParams(temperature=0.8, max_tokens=24, n=2, seed=3)
     out = eng.generate([GenRequest(PROMPTS[0], (0, 1)), GenRequest(PROMPTS[2], (0,))], sp)
     eng.close()
+    assert eng.n_per_request is False
     assert [(r.prompt_id, r.sample_idx) for r in out] == [(PROMPTS[0].id, 0), (PROMPTS[0].id, 1), (PROMPTS[2].id, 0)]
     assert all(r.ok and r.text and 0 < r.n_output_tokens <= 24 and r.n_input_tokens > 5 for r in out)
     assert all(r.finish_reason in ("stop", "length") for r in out)

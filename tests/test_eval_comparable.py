@@ -1,7 +1,7 @@
 """The commands users type (``--bench arena-hard``, ``--judge gpt-4.1``), successor judges, and the
 "leaderboard-comparable" verdict in report.md, manifest.json and the summary table.
 
-The end-to-end test routes a bare judge name through ``OPENAI_BASE_URL`` to the real llama.cpp server
+The end-to-end test routes a bare judge name through ``OPENAI_BASE_URL`` to the real vLLM server
 on 127.0.0.1, as an alpaca_eval or arena-hard-auto user's environment would send it to their API.
 """
 
@@ -105,18 +105,18 @@ def test_cli_refuses_an_api_judge_without_a_route(no_api_env, tmp_path):
     assert "arena-hard means arena-hard-v2.0" in " ".join(help_text.replace("│", " ").split())
 
 
-def test_judge_name_routed_by_openai_base_url_and_verdict_reported(tmp_path, llama_server, monkeypatch):
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_server)
+def test_judge_name_routed_by_openai_base_url_and_verdict_reported(tmp_path, vllm_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", vllm_server)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     out = tmp_path / "run"
     r = CliRunner().invoke(app, ["run", "--bench", "mt_bench", "--categories", "writing", "--limit", "1",
-                                 "--model", "smollm2-135m", "--base-url", llama_server, "--judge", "smollm2-135m",
+                                 "--model", "smollm2-135m", "--base-url", vllm_server, "--judge", "smollm2-135m",
                                  "--max-tokens", "24", "--judge-max-tokens", "24", "--out", str(out)],
                            catch_exceptions=False, terminal_width=200)
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
     bench = manifest["benches"]["mt-bench"]
-    assert bench["settings"]["judge"]["base_url"] == llama_server
+    assert bench["settings"]["judge"]["base_url"] == vllm_server
     assert bench["settings"]["judge"]["routed"] == "OPENAI_BASE_URL"
     # The upstream prompts were read from the installed FastChat copy and recorded with their pin.
     sources = bench["settings"]["prompt_sources"]

@@ -1,6 +1,6 @@
 """``evals run`` / ``evals score`` end to end: each judge protocol against real judges, resume, retries, bad input.
 
-Real judges: the llama-cpp-python OpenAI-compatible server with the embedded GGUF on 127.0.0.1,
+Real judges: vLLM's OpenAI-compatible server with the embedded SmolLM2 on 127.0.0.1 (tests/conftest.py),
 and SmolLM2 in-process. ``FlakyOpenAI`` (tests/servers.py) stands in only where a real server
 cannot behave as needed: one that fails on purpose, returns no logprobs, or answers a fixed verdict.
 """
@@ -99,9 +99,9 @@ def test_mt_bench_embedded_model_and_judge_offline(tmp_path):
     assert read_csv(out / "mt-bench" / "leaderboard.csv") == board
 
 
-def test_in_process_judge_reads_logprobs_for_alpaca_eval(tmp_path, llama_server):
+def test_in_process_judge_reads_logprobs_for_alpaca_eval(tmp_path, vllm_server):
     out = tmp_path / "run"
-    r = invoke("--bench", "alpaca-eval", "--limit", "3", "--model", "smollm2-135m", "--base-url", llama_server,
+    r = invoke("--bench", "alpaca-eval", "--limit", "3", "--model", "smollm2-135m", "--base-url", vllm_server,
                "--max-tokens", "32", "--out", str(out))
     assert r.exit_code == 0, r.output
     calls = rows(out / "evals.sqlite", "SELECT c.top_logprobs, c.error, j.swapped FROM calls c "
@@ -127,18 +127,18 @@ def test_in_process_judge_reads_logprobs_for_alpaca_eval(tmp_path, llama_server)
     assert "LC not computed" in report and "df_gamed.csv" in report
 
 
-# -- each protocol against the llama.cpp server ---------------------------------------------------
+# -- each protocol against the vLLM server: answers and judge (AlpacaEval's reads top_logprobs) -----
 @pytest.mark.parametrize("bench,extra", [
     ("mt-bench", ["--categories", "math", "--limit", "1"]),
     ("alpaca-eval", ["--limit", "2"]),
     ("arena-hard-v0.1", []),
 ])
-def test_protocols_with_llama_server_judge(tmp_path, llama_server, bench, extra):
+def test_protocols_with_vllm_server_judge(tmp_path, vllm_server, bench, extra):
     out = tmp_path / "run"
     if bench == "arena-hard-v0.1":
         extra = ["--data-dir", str(arena_v01_dir(tmp_path))]
-    r = invoke("--bench", bench, *extra, "--model", "smollm2-135m", "--base-url", llama_server,
-               "--judge", "smollm2-135m", "--judge-base-url", llama_server, *SMALL, "--out", str(out))
+    r = invoke("--bench", bench, *extra, "--model", "smollm2-135m", "--base-url", vllm_server,
+               "--judge", "smollm2-135m", "--judge-base-url", vllm_server, *SMALL, "--out", str(out))
     assert r.exit_code == 0, r.output
     db = out / "evals.sqlite"
     calls = rows(db, "SELECT request, text, top_logprobs, error, prompt_tokens FROM calls")
@@ -255,10 +255,10 @@ def test_failed_judge_calls_are_kept_and_retried(tmp_path):
     assert board[0]["n_judged"] == "2" and float(board[0]["score"]) == 7.0
 
 
-def test_killed_run_resumes_without_duplicates(tmp_path, llama_server):
+def test_killed_run_resumes_without_duplicates(tmp_path, vllm_server):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "evals", "run", "--bench", "mt-bench", "--limit", "4", "--model", "smollm2-135m",
-           "--base-url", llama_server, "--judge", "smollm2-135m", "--judge-base-url", llama_server,
+           "--base-url", vllm_server, "--judge", "smollm2-135m", "--judge-base-url", vllm_server,
            "--concurrency", "1", "--max-tokens", "24", "--judge-max-tokens", "64", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -1,5 +1,5 @@
 """Reward models: sequence classifiers and 1–9 LLM judges, on tiny random models, a real
-llama.cpp server and loopback servers that answer in set ways.
+vLLM server and loopback servers that answer in set ways.
 
 Expected values are computed here a second, independent way (a plain unpadded forward pass,
 a softmax written out, a token scan over the whole vocabulary), never by calling the code
@@ -230,8 +230,8 @@ def test_local_judge_too_long_is_a_recorded_failure(tiny_llama):
 
 # ================================================================================ judge over HTTP
 @pytest.mark.slow
-def test_http_judge_against_llama_cpp_server(llama_server):
-    j = make_reward({"kind": "judge", "model": "smollm2-135m", "base_url": llama_server, "concurrency": 2})
+def test_http_judge_against_vllm_server(vllm_server):
+    j = make_reward({"kind": "judge", "model": "smollm2-135m", "base_url": vllm_server, "concurrency": 2})
     try:
         assert j.name == "judge:smollm2-135m"
         items = [ITEMS[0], ITEMS[2], (MATH, "The answer is 12.")]
