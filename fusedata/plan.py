@@ -272,8 +272,8 @@ def measured_rates(folder: str | Path, specs: list[ModelSpec]) -> dict[str, Rate
     * openai: each response carries its request's latency (÷ n when n samples shared one request),
       with up to ``concurrency`` requests in flight, so Σ seconds ≈ wall time × requests in flight
       and tokens / Σ seconds is the speed of one stream. The endpoint's throughput is at most that
-      × ``concurrency``, which is what is used: exact when the run kept ``concurrency`` requests in flight throughout (a
-      large run), optimistic for a short one.
+      × ``concurrency``, which is what is used: exact when the run kept ``concurrency`` requests in
+      flight throughout (a large run), optimistic for a short one.
 
     Models without timed responses (none stored, or written by the Ray vLLM path, which records
     no per-response time) are left out.
