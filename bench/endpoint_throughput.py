@@ -46,7 +46,6 @@ import asyncio
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -61,6 +60,8 @@ from rich.table import Table
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # tests.servers
+
+from machine import describe  # noqa: E402 - bench/, the script's own folder
 
 from fusedata.engines import sample_seed  # noqa: E402
 from fusedata.records import SamplingParams, prompt_id_for  # noqa: E402
@@ -181,23 +182,13 @@ def run_peer(args: argparse.Namespace, rows: list[dict], limit_s: float) -> Run:
             s.__exit__()
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
-
-
 def report(args: argparse.Namespace, runs: list[Run]) -> dict:
     t = Table(title=f"endpoint throughput — 3 sources on 2 servers, {args.prompts} prompts × {args.samples} samples, "
                     f"concurrency {args.concurrency}, latency lognormal median {args.median} s σ {args.sigma}")
     for c in ("run", "server", "requests", "mean latency s", "max in flight", "capacity s", "wall s", "share"):
         t.add_column(c, justify="left" if c in ("run", "server") else "right")
-    out: dict = {"args": vars(args), "machine": machine(), "date": datetime.now(timezone.utc).isoformat("T", "minutes")}
+    now = datetime.now(timezone.utc).isoformat("T", "minutes")
+    out: dict = {"args": vars(args), "machine": describe(), "date": now}
     for run in runs:
         for k, s in enumerate(run.servers):
             mean = s.busy_seconds / max(1, len(s.latencies))
