@@ -1,9 +1,13 @@
 """Pairs and write stages of ``fusedata build`` (or ``fusedata pairs RUN_DIR``): scored run → dataset folder.
 
-:func:`candidates` reads the run store once and joins it into the candidates of the source models
-(and, for WRPO, of the target); :func:`build_configs` turns candidates into the method's rows with
-the pure builders in ``fusedata.pairs``; :func:`write_run_dataset` splits train/test and writes a
-Hugging Face dataset folder (parquet per config and split, plus the card) inside the run folder.
+:func:`candidates` gives the candidates of the source models (and, for WRPO, of the target) as
+:class:`StoreCandidates`, which join the run store a page of prompts at a time; :func:`build_configs`
+streams them through the method's builder from ``fusedata.pairs``, prompt by prompt, into rows
+spooled to disk; :func:`write_run_dataset` splits train/test and writes a Hugging Face dataset folder
+(parquet per config and split, plus the card) inside the run folder. What stays in memory across a
+run is counters and one float per row for the card, never the texts: the peak is the same for a
+run ten times larger. The rows, their order and every number are what joining the whole store at
+once gives (``gather`` and the ``build_*`` functions, which take in-memory candidates, still do).
 
 The folder is named ``<recipe>-<method>-<8 hex digits of its rows>``. ``datasets`` caches a local
 folder's prepared data under the folder's *name*, so two runs' folders that shared a name (every
@@ -13,26 +17,36 @@ loaded first; a name that changes with the rows gives every distinct dataset its
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FusekitError
 from .pairs import (
+    Candidate,
     CandidateSet,
-    build_fusechat3,
-    build_fuserl,
-    build_wrpo,
-    gather,
+    FuseChat3Builder,
+    FuseRLBuilder,
+    WRPOBuilder,
+    candidate_order,
+    index_scores,
+    make_candidate,
+    reward_scorer_among,
     to_trl_rows,
     wrpo_quadruple_rows,
 )
 from .recipe import PairsConfig, Recipe
-from .records import canonical_json
+from .records import Pair, Prompt, canonical_json
 from .store import DB_NAME, RunStore
+
+if TYPE_CHECKING:  # publish (pyarrow) loads when a dataset is written, not with every command
+    from .publish import Rows, RowSpool
 
 # Licences of the embedded sources; other models' terms are unknown here and the card says `other`.
 KNOWN_LICENSES = {"embedded:smollm2-135m": "apache-2.0", "embedded:gemma3-270m": "gemma"}
@@ -50,40 +64,154 @@ class Dataset:
         return {"method": self.method, "counts": self.counts, "folder": str(self.folder)}
 
 
-def candidates(store: RunStore, recipe: Recipe) -> tuple[CandidateSet, CandidateSet | None]:
-    """The source models' candidates, and the target's for WRPO (None otherwise), from one read of the store."""
+class StoreCandidates:
+    """A run's candidates as :func:`~fusedata.pairs.gather` would join them from the whole store, read
+    a page of prompts at a time (``RunStore.prompt_groups``). :meth:`groups` yields ``(prompt,
+    candidates)`` for every prompt in store order, an empty list where none is usable; :meth:`items`
+    the same keyed by prompt id, like a ``CandidateSet``. Once a pass has ended, ``dropped`` counts the
+    dropped responses by reason, in the order a pass over all responses in store order meets them.
+
+    ``model`` keeps one model's responses, ``not_model`` leaves one out (the WRPO target).
+    """
+
+    def __init__(self, store: RunStore, reward_scorer: str | None, *, keep_truncated: bool = False,
+                 ok_only: bool = True, model: str | None = None, not_model: str | None = None):
+        self.store, self.folder = store, store.folder
+        self.reward_scorer, self.keep_truncated = reward_scorer, keep_truncated
+        self._filter: dict[str, Any] = {"ok_only": ok_only, "model": model, "not_model": not_model}
+        self.dropped: Counter[str] = Counter()
+
+    def groups(self) -> Iterator[tuple[Prompt, list[Candidate]]]:
+        first: dict[str, int] = {}  # reason -> smallest rowid dropped for it
+        counts: Counter[str] = Counter()
+
+        def drop(reason: str, rowid: int, n: int = 1) -> None:
+            counts[reason] += n
+            first[reason] = min(first.get(reason, rowid), rowid)
+
+        n, rowid = self.store.orphan_responses(**self._filter)
+        if n:
+            drop("unknown_prompt", rowid, n)
+        scorers = [s for s in (self.reward_scorer, "math", "code") if s]
+        for g in self.store.prompt_groups(**self._filter, scorers=scorers):
+            by_key = index_scores(g.scores)
+            lst = []
+            for rowid, r in g.responses:
+                c = make_candidate(g.prompt, r, by_key, self.reward_scorer, keep_truncated=self.keep_truncated)
+                if isinstance(c, str):
+                    drop(c, rowid)
+                else:
+                    lst.append(c)
+            lst.sort(key=candidate_order)
+            yield g.prompt, lst
+        self.dropped = Counter({k: counts[k] for k in sorted(counts, key=first.__getitem__)})
+
+    def items(self) -> Iterator[tuple[str, list[Candidate]]]:
+        for p, lst in self.groups():
+            yield p.id, lst
+
+
+Candidates = CandidateSet | StoreCandidates
+
+
+def run_reward_scorer(store: RunStore) -> str | None:
+    """The run's one reward scorer (``rm:``/``judge:``); ValueError when it has several."""
+    return reward_scorer_among(store.scorer_names())
+
+
+def candidates(store: RunStore, recipe: Recipe) -> tuple[StoreCandidates, StoreCandidates | None]:
+    """The source models' candidates, and the target's for WRPO (None otherwise), read from the store
+    as they are used (see :class:`StoreCandidates`)."""
     target = recipe.target.name if recipe.target else None
-    prompts, responses, scores = store.prompts(), store.responses(ok_only=True), store.scores()
-    keep = recipe.pairs.keep_truncated
     try:
-        sources = gather(prompts, [r for r in responses if r.model != target], scores, keep_truncated=keep)
-        if recipe.pairs.method != "wrpo":
-            return sources, None
-        return sources, gather(prompts, [r for r in responses if r.model == target], scores, keep_truncated=keep)
+        scorer = run_reward_scorer(store)
     except ValueError as e:  # e.g. several reward scorers in one run and none chosen
         raise FusekitError(f"cannot build pairs: {e}") from None
+    keep = recipe.pairs.keep_truncated
+    sources = StoreCandidates(store, scorer, keep_truncated=keep, not_model=target)
+    if recipe.pairs.method != "wrpo" or target is None:
+        return sources, None
+    return sources, StoreCandidates(store, scorer, keep_truncated=keep, model=target)
 
 
-def build_configs(cands: CandidateSet, target_cands: CandidateSet | None,
-                  cfg: PairsConfig) -> tuple[dict[str, list[dict]], dict]:
-    """Rows per dataset config, and the build report (kept/dropped with reasons). Pure: no store, no model."""
+# method -> builder part -> (dataset config, row layout)
+_LAYOUT: dict[str, dict[str, tuple[str, str]]] = {
+    "fusechat3": {"sft": ("sft", "sft"), "dpo": ("dpo", "preference")},
+    "fuserl": {"sft": ("fuserl_sft", "sft"), "po": ("fuserl_po", "preference")},
+    "wrpo": {"sft": ("sft", "sft"), "preference": ("wrpo", "wrpo")},
+}
+
+
+def _builder(cfg: PairsConfig) -> FuseChat3Builder | FuseRLBuilder | WRPOBuilder:
     opts = cfg.options()
     if cfg.method == "fusechat3":
-        sft, dpo, rep = build_fusechat3(cands, seed=cfg.seed, **opts)
-        return {"sft": to_trl_rows(sft, "sft"), "dpo": to_trl_rows(dpo, "preference")}, rep.to_dict()
+        return FuseChat3Builder(seed=cfg.seed, **opts)
     if cfg.method == "fuserl":
-        sft, po, rep = build_fuserl(cands, **opts)
-        return {"fuserl_sft": to_trl_rows(sft, "sft"), "fuserl_po": to_trl_rows(po, "preference")}, rep.to_dict()
-    sft, pairs, rep = build_wrpo(cands, target_cands or {}, seed=cfg.seed, **opts)
-    rows = wrpo_quadruple_rows(pairs) if cfg.export == "quadruple" else to_trl_rows(pairs, "wrpo")
-    return {"sft": to_trl_rows(sft, "sft"), "wrpo": rows}, rep.to_dict()
+        return FuseRLBuilder(**opts)
+    return WRPOBuilder(seed=cfg.seed, **opts)
 
 
-def folder_name(recipe_name: str, method: str, parts: dict[str, dict[str, list[dict]]]) -> str:
+def _rows(pair: Pair, layout: str, cfg: PairsConfig) -> list[dict]:
+    if layout == "wrpo" and cfg.export == "quadruple":
+        return wrpo_quadruple_rows([pair])
+    return to_trl_rows([pair], layout)  # type: ignore[arg-type]
+
+
+def _with_target(cands: Candidates, target: Candidates | None) -> Iterator[tuple[str, list, list]]:
+    """(prompt id, source candidates, target candidates) for every prompt of ``cands``, in order."""
+    if not isinstance(target, StoreCandidates):
+        for pid, lst in cands.items():
+            yield pid, lst, (target or {}).get(pid, [])
+        return
+    # Both read the prompts in store order: one pass, side by side.
+    for (pid, lst), (tid, tgt) in zip(cands.items(), target.items(), strict=True):
+        if tid != pid:
+            raise FusekitError("the run store changed while pairs were built; run fusedata pairs again")
+        yield pid, lst, tgt
+
+
+def build_configs(cands: Candidates, target_cands: Candidates | None,
+                  cfg: PairsConfig) -> tuple[dict[str, Rows], dict]:
+    """Rows per dataset config, and the build report (kept/dropped with reasons). No model runs here.
+
+    Candidates from the store stream through the builder prompt by prompt and their rows go to
+    :class:`~fusedata.publish.RowSpool` files in the run folder; in-memory candidates give lists.
+    """
+    from .publish import RowSpool
+
+    builder = _builder(cfg)
+    layout = _LAYOUT[cfg.method]
+    spool = cands.folder if isinstance(cands, StoreCandidates) else None
+    configs: dict[str, Any] = {c: RowSpool(spool) if spool else [] for c, _ in layout.values()}
+    for pid, lst, tgt in _with_target(cands, target_cands):
+        for part, pair in builder.add(pid, lst, tgt):
+            config, kind = layout[part]
+            configs[config].extend(_rows(pair, kind, cfg))
+    builder.report.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
+    return configs, builder.report.to_dict()
+
+
+def _canonical_pieces(parts: dict[str, dict[str, Iterable[dict]]]) -> Iterator[str]:
+    """``canonical_json(parts)`` in pieces, a row at a time."""
+    yield "{"
+    for i, c in enumerate(sorted(parts)):
+        yield ("," if i else "") + canonical_json(c) + ":{"
+        for j, s in enumerate(sorted(parts[c])):
+            yield ("," if j else "") + canonical_json(s) + ":["
+            for k, row in enumerate(parts[c][s]):
+                yield ("," if k else "") + canonical_json(row)
+            yield "]"
+        yield "}"
+    yield "}"
+
+
+def folder_name(recipe_name: str, method: str, parts: dict[str, dict[str, Iterable[dict]]]) -> str:
     """``<recipe>-<method>-<hash>``: unique to the rows, so ``datasets``' cache never mixes two datasets."""
     slug = re.sub(r"[^a-z0-9._-]+", "-", recipe_name.lower()).strip("-.") or "fusekit"
-    digest = hashlib.sha256(canonical_json(parts).encode("utf-8")).hexdigest()[:8]
-    return f"{slug}-{method}-{digest}"
+    h = hashlib.sha256()
+    for piece in _canonical_pieces(parts):
+        h.update(piece.encode("utf-8"))
+    return f"{slug}-{method}-{h.hexdigest()[:8]}"
 
 
 def _card_info(recipe: Recipe, cfg: PairsConfig, report: dict) -> dict[str, Any]:
@@ -110,25 +238,29 @@ def _drop_previous(store: RunStore, folder: Path) -> None:
         shutil.rmtree(old)
 
 
-def write_run_dataset(store: RunStore, recipe: Recipe, configs: dict[str, list[dict]], report: dict,
+def write_run_dataset(store: RunStore, recipe: Recipe, configs: dict[str, Rows], report: dict,
                       out: Path | None = None) -> Dataset:
     """Split each config train/test, write the folder and its card. A folder in the run (``out``
     None) is recorded in the store as the run's dataset and replaces the one recorded before."""
-    from .publish import split_train_test, write_dataset
+    from .publish import RowSpool, split_train_test, write_dataset
 
     cfg = recipe.pairs
-    parts = {}
-    for name, rows in configs.items():
-        train, test = split_train_test(rows, cfg.test_fraction, cfg.seed)
-        parts[name] = {"train": train, "test": test}
-    counts = {c: {s: len(r) for s, r in p.items()} for c, p in parts.items()}
-    if not any(n for c in counts.values() for n in c.values()):
-        raise FusekitError(f"method {cfg.method} kept no examples: {report.get('dropped')}; "
-                           "generate more samples (--n) or widen the filters")
-    if out is not None:  # an export elsewhere: the run's own dataset folder stays what it was
-        return Dataset(write_dataset(out, parts, card_info=_card_info(recipe, cfg, report)), cfg.method, counts)
-    folder = write_dataset(store.folder / folder_name(recipe.name, cfg.method, parts), parts,
-                           card_info=_card_info(recipe, cfg, report))
+    with contextlib.ExitStack() as spools:
+        def spool() -> RowSpool:
+            return spools.enter_context(contextlib.closing(RowSpool(store.folder)))
+
+        parts = {}
+        for name, rows in configs.items():
+            train, test = split_train_test(rows, cfg.test_fraction, cfg.seed, into=spool)
+            parts[name] = {"train": train, "test": test}
+        counts = {c: {s: len(r) for s, r in p.items()} for c, p in parts.items()}
+        if not any(n for c in counts.values() for n in c.values()):
+            raise FusekitError(f"method {cfg.method} kept no examples: {report.get('dropped')}; "
+                               "generate more samples (--n) or widen the filters")
+        if out is not None:  # an export elsewhere: the run's own dataset folder stays what it was
+            return Dataset(write_dataset(out, parts, card_info=_card_info(recipe, cfg, report)), cfg.method, counts)
+        folder = write_dataset(store.folder / folder_name(recipe.name, cfg.method, parts), parts,
+                               card_info=_card_info(recipe, cfg, report))
     _drop_previous(store, folder)
     dataset = Dataset(folder, cfg.method, counts)
     store.set_meta("dataset", dataset.to_dict())

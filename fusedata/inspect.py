@@ -5,39 +5,45 @@ domain, responses per domain and model, each source model's *win share* (the sha
 prompts where it wrote the best-reward response; tied best responses split the prompt
 evenly, so shares add up to 1), verifier pass rates and reward histograms.
 :func:`plot_inspect` draws that summary; :func:`examples` picks a few prompts with
-their scored responses.
+their scored responses. Both read the store a page of prompts at a time
+(:class:`~fusedata.dataset.StoreCandidates`) and keep counters, one float per reward and the few
+examples picked so far: never the run's texts.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 import statistics
+from array import array
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .pairs import Candidate, gather, unit_hash
+from .dataset import StoreCandidates, run_reward_scorer
+from .pairs import Candidate, median, unit_hash
+from .records import Prompt
 from .store import RunStore
 
 N_BINS = 10
 _ALL = "all"
 
 
-def _candidates(store: RunStore, reward_scorer: str | None) -> tuple[Any, dict[str, str]]:
-    prompts = store.prompts()
-    cands = gather(prompts, store.responses(), store.scores(), reward_scorer=reward_scorer)
-    return cands, {p.id: p.domain for p in prompts}
+def _candidates(store: RunStore, reward_scorer: str | None) -> StoreCandidates:
+    # Every stored response, failures too: inspect counts them among the dropped.
+    return StoreCandidates(store, reward_scorer or run_reward_scorer(store), ok_only=False)
 
 
-def _edges(values: list[float], n_bins: int) -> list[float]:
-    lo, hi = min(values), max(values)
+def _edges(lo: float, hi: float, n_bins: int) -> list[float]:
     if hi == lo:
         lo, hi = lo - 0.5, hi + 0.5
     step = (hi - lo) / n_bins
     return [lo + i * step for i in range(n_bins)] + [hi]
 
 
-def _histogram(values: list[float], edges: list[float]) -> list[int]:
+def _histogram(values: Iterable[float], edges: list[float]) -> list[int]:
     counts = [0] * (len(edges) - 1)
     lo, hi = edges[0], edges[-1]
     for v in values:
@@ -46,67 +52,85 @@ def _histogram(values: list[float], edges: list[float]) -> list[int]:
     return counts
 
 
+class _WinShares:
+    """:func:`win_shares`, one prompt's candidates at a time (in the order given: the sums are of floats)."""
+
+    def __init__(self) -> None:
+        self.wins: dict[str, Counter] = defaultdict(Counter)
+        self.n: Counter = Counter()
+        self.models: dict[str, set[str]] = defaultdict(set)
+
+    def add(self, lst: list[Candidate]) -> None:
+        for c in lst:
+            self.models[c.domain].add(c.model)
+            self.models[_ALL].add(c.model)
+        rewarded = [c for c in lst if c.reward is not None]
+        if not rewarded:
+            return
+        top = max(c.reward for c in rewarded)
+        winners = sorted({c.model for c in rewarded if c.reward == top})
+        for dom in (rewarded[0].domain, _ALL):
+            self.n[dom] += 1
+            for m in winners:
+                self.wins[dom][m] += 1.0 / len(winners)
+
+    def result(self) -> dict[str, Any]:
+        out = {}
+        for dom in sorted(self.models, key=lambda d: (d == _ALL, d)):
+            total, wins, models = self.n[dom], self.wins[dom], sorted(self.models[dom])
+            out[dom] = {"prompts": total, "wins": {m: wins[m] for m in models},
+                        "shares": {m: (wins[m] / total if total else 0.0) for m in models}}
+        return out
+
+
 def win_shares(cands: dict[str, list[Candidate]]) -> dict[str, Any]:
     """Per domain and over all prompts: {"prompts": n, "shares": {model: share}, "wins": {model: wins}}.
 
     Only prompts with at least one rewarded candidate count; a tie for the best reward
     splits that prompt evenly between the tied models.
     """
-    wins: dict[str, Counter] = defaultdict(Counter)
-    n: Counter = Counter()
-    models: dict[str, set[str]] = defaultdict(set)
+    shares = _WinShares()
     for lst in cands.values():
-        for c in lst:
-            models[c.domain].add(c.model)
-            models[_ALL].add(c.model)
-        rewarded = [c for c in lst if c.reward is not None]
-        if not rewarded:
-            continue
-        top = max(c.reward for c in rewarded)
-        winners = sorted({c.model for c in rewarded if c.reward == top})
-        for dom in (rewarded[0].domain, _ALL):
-            n[dom] += 1
-            for m in winners:
-                wins[dom][m] += 1.0 / len(winners)
-    out = {}
-    for dom in sorted(models, key=lambda d: (d == _ALL, d)):
-        total = n[dom]
-        out[dom] = {"prompts": total,
-                    "wins": {m: wins[dom][m] for m in sorted(models[dom])},
-                    "shares": {m: (wins[dom][m] / total if total else 0.0) for m in sorted(models[dom])}}
-    return out
+        shares.add(lst)
+    return shares.result()
 
 
 def inspect_run(store: RunStore, *, reward_scorer: str | None = None, n_bins: int = N_BINS) -> dict[str, Any]:
     """Summary of a run: see the module docstring. JSON-serialisable."""
-    cands, domain_of = _candidates(store, reward_scorer)
-    prompts = Counter(domain_of.values())
+    cands = _candidates(store, reward_scorer)
+    prompts: Counter = Counter()
     responses: dict[str, Counter] = defaultdict(Counter)
-    rewards: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    verified: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for lst in cands.values():
+    rewards: dict[str, dict[str, array]] = defaultdict(lambda: defaultdict(lambda: array("d")))
+    verified: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # [true, n]
+    shares = _WinShares()
+    for p, lst in cands.groups():
+        prompts[p.domain] += 1
+        shares.add(lst)
         for c in lst:
             responses[c.domain][c.model] += 1
             if c.reward is not None:
                 rewards[c.domain][c.model].append(c.reward)
             if c.verified is not None:
-                verified[c.domain][c.model].append(c.verified)
-    failures = Counter(r.model for r, _ in store.failures())
+                v = verified[c.domain][c.model]
+                v[0] += c.verified
+                v[1] += 1
     hist: dict[str, Any] = {}
     for dom in sorted(rewards):
-        values = [v for vs in rewards[dom].values() for v in vs]
-        edges = _edges(values, n_bins)
-        hist[dom] = {"edges": edges, "counts": {m: _histogram(vs, edges) for m, vs in sorted(rewards[dom].items())},
-                     "n": len(values), "mean": statistics.fmean(values), "min": min(values),
-                     "p50": statistics.median(values), "max": max(values)}
+        per = rewards[dom]
+        lo, hi = min(min(vs) for vs in per.values()), max(max(vs) for vs in per.values())
+        edges = _edges(lo, hi, n_bins)
+        hist[dom] = {"edges": edges, "counts": {m: _histogram(vs, edges) for m, vs in sorted(per.items())},
+                     "n": sum(len(vs) for vs in per.values()),
+                     "mean": statistics.fmean(itertools.chain.from_iterable(per.values())), "min": lo,
+                     "p50": median(*per.values()), "max": hi}
     return {
         "reward_scorer": cands.reward_scorer,
         "prompts": dict(sorted(prompts.items())),
         "responses": {d: dict(sorted(c.items())) for d, c in sorted(responses.items())},
-        "failures": dict(sorted(failures.items())),
+        "failures": store.failure_counts(),
         "dropped": dict(sorted(cands.dropped.items())),
-        "win_share": win_shares(cands),
-        "verified_rate": {d: {m: sum(v) / len(v) for m, v in sorted(per.items())}
+        "win_share": shares.result(),
+        "verified_rate": {d: {m: v[0] / v[1] for m, v in sorted(per.items())}
                           for d, per in sorted(verified.items())},
         "rewards": hist,
     }
@@ -160,28 +184,38 @@ def examples(store: RunStore, n: int = 3, *, seed: int = 0, reward_scorer: str |
     """Up to ``n`` prompts (a deterministic pick, spread over domains) with every usable
     response, best reward first: {prompt_id, domain, prompt, responses: [{model, sample_idx,
     text, reward, verified}]}."""
-    cands, domain_of = _candidates(store, reward_scorer)
-    ids = sorted((pid for pid, lst in cands.items() if lst), key=lambda pid: unit_hash("examples", seed, pid))
-    # Round-robin over domains so that a few examples show every domain.
-    by_dom: dict[str, list[str]] = defaultdict(list)
-    for pid in ids:
-        by_dom[domain_of[pid]].append(pid)
+    if n <= 0:
+        return []
+    # Round-robin over domains, each domain's prompts in hash order: no domain gives more than n,
+    # so the n first of each (with their example, clipped) is all a pass has to keep.
+    first: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    built: dict[str, dict[str, Any]] = {}
+    for i, (p, lst) in enumerate(_candidates(store, reward_scorer).groups()):
+        if not lst:
+            continue
+        top = first[p.domain]
+        entry = (unit_hash("examples", seed, p.id), i, p.id)
+        if len(top) == n and entry >= top[-1]:
+            continue
+        bisect.insort(top, entry)
+        built[p.id] = _example(p, lst, max_chars)
+        if len(top) > n:
+            built.pop(top.pop()[2])
+    queues = [[pid for _, _, pid in first[d]] for d in sorted(first)]
     picked: list[str] = []
-    queues = [by_dom[d] for d in sorted(by_dom)]
     while len(picked) < n and any(queues):
         for q in queues:
             if q and len(picked) < n:
                 picked.append(q.pop(0))
+    return [built[pid] for pid in picked]
 
+
+def _example(p: Prompt, cands: list[Candidate], max_chars: int) -> dict[str, Any]:
     def clip(t: str) -> str:
         return t if len(t) <= max_chars else t[:max_chars] + "…"
 
-    out = []
-    for pid in picked:
-        lst = sorted(cands[pid], key=lambda c: (c.reward is None, -(c.reward or 0.0), c.model, c.sample_idx))
-        p = lst[0].prompt
-        out.append({"prompt_id": pid, "domain": p.domain,
-                    "prompt": clip(p.messages[-1]["content"] if p.messages else ""),
-                    "responses": [{"model": c.model, "sample_idx": c.sample_idx, "text": clip(c.text),
-                                   "reward": c.reward, "verified": c.verified} for c in lst]})
-    return out
+    lst = sorted(cands, key=lambda c: (c.reward is None, -(c.reward or 0.0), c.model, c.sample_idx))
+    return {"prompt_id": p.id, "domain": p.domain,
+            "prompt": clip(p.messages[-1]["content"] if p.messages else ""),
+            "responses": [{"model": c.model, "sample_idx": c.sample_idx, "text": clip(c.text),
+                           "reward": c.reward, "verified": c.verified} for c in lst]}

@@ -6,14 +6,22 @@
 temporary sibling folder that is renamed into place, so a crash never leaves half a
 dataset. Pushing is then one ``upload_folder``; :func:`upload_tree` lists exactly the
 files that push would send (``--dry-run``).
+
+Rows may come as lists or as :class:`RowSpool` (rows pickled to an unnamed temporary file): a run's
+dataset goes through the spool, its parquet shards are written a row group at a time, and the card's
+facts are gathered on the way, so the rows are never all in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import shutil
 import statistics
 import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +29,82 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import FusekitError
-from .pairs import unit_hash
+from .pairs import median, unit_hash
 from .records import canonical_json, prompt_id_for
 
 SPLITS: tuple[str, ...] = ("train", "test")
 SCORE_COLUMNS: tuple[str, ...] = ("score", "rm_score", "score_chosen", "score_rejected", "margin", "weight")
 _TEMP_SUFFIXES = (".tmp", ".part", ".lock", "~", ".swp")
+SPOOL_CHUNK = 256  # rows per pickled chunk of a RowSpool
+ROW_GROUP = 1000  # rows per parquet row group written at once (the `datasets` writer batch size)
+
+
+class RowSpool:
+    """An append-only sequence of rows kept in an unnamed temporary file in ``folder``, in pickled
+    chunks of :data:`SPOOL_CHUNK` rows; it can be read back in order any number of times. Pickle keeps
+    every value as it was (floats bit for bit, key order), so a spooled row is the row."""
+
+    def __init__(self, folder: str | Path):
+        self._file = tempfile.TemporaryFile(dir=folder, prefix=".rows-")
+        self._buffer: list[dict[str, Any]] = []
+        self._n = 0
+
+    def append(self, row: dict[str, Any]) -> None:
+        self._buffer.append(row)
+        self._n += 1
+        if len(self._buffer) >= SPOOL_CHUNK:
+            self._flush()
+
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        for r in rows:
+            self.append(r)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._file.seek(0, os.SEEK_END)
+            pickle.dump(self._buffer, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._buffer = []
+
+    def __len__(self) -> int:
+        return self._n
+
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """The rows, a chunk at a time (each read keeps its own position: two reads may interleave)."""
+        self._flush()
+        self._file.seek(0, os.SEEK_END)
+        end, pos = self._file.tell(), 0
+        while pos < end:
+            self._file.seek(pos)
+            chunk = pickle.load(self._file)
+            pos = self._file.tell()
+            yield chunk
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+
+Rows = Sequence[dict[str, Any]] | RowSpool
+
+
+def row_chunks(rows: Rows, size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in lists of ``size`` rows (default :data:`ROW_GROUP`), the last one shorter."""
+    size = size or ROW_GROUP
+    if not isinstance(rows, RowSpool):
+        for i in range(0, len(rows), size):
+            yield list(rows[i:i + size])
+        return
+    batch: list[dict[str, Any]] = []
+    for chunk in rows.chunks():
+        batch.extend(chunk)
+        while len(batch) >= size:
+            yield batch[:size]
+            batch = batch[size:]
+    if batch:
+        yield batch
 
 
 def shard_name(split: str) -> str:
@@ -48,18 +126,23 @@ def row_prompt_id(row: dict[str, Any]) -> str:
     return canonical_json(prompt if prompt is not None else row)
 
 
-def split_train_test(rows: list[dict[str, Any]], test_fraction: float,
-                     seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _is_test_row(row: dict[str, Any], test_fraction: float, seed: int = 0) -> bool:
+    return unit_hash("split", seed, row_prompt_id(row)) < test_fraction
+
+
+def split_train_test(rows: Iterable[dict[str, Any]], test_fraction: float, seed: int = 0, *,
+                     into: Callable[[], Any] = list) -> tuple[Any, Any]:
     """(train, test): a row goes to test when ``unit_hash(seed, prompt_id) < test_fraction``.
 
     Deterministic and independent of row order; every row of one prompt lands in the same
-    split, in every config, so the test split never shares a prompt with train.
+    split, in every config, so the test split never shares a prompt with train. ``into`` makes
+    the two containers (lists; e.g. ``lambda: RowSpool(folder)`` for a run's rows).
     """
     if not 0.0 <= test_fraction < 1.0:
         raise FusekitError(f"test_fraction must be in [0, 1), not {test_fraction}")
-    train, test = [], []
+    train, test = into(), into()
     for r in rows:
-        (test if unit_hash("split", seed, row_prompt_id(r)) < test_fraction else train).append(r)
+        (test if _is_test_row(r, test_fraction, seed) else train).append(r)
     return train, test
 
 
@@ -83,38 +166,95 @@ def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema | None = None) -
         raise FusekitError(f"rows do not form a table: {e}") from e
 
 
-def summarize(configs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    """Card facts from rows: ``splits`` (rows per split), ``domain_counts``, ``score_summary``, ``samples``."""
+class _ConfigFacts:
+    """One config's card facts, gathered row by row (in the order the rows are given)."""
+
+    def __init__(self) -> None:
+        self.domains: dict[str, int] = {}
+        self.scores: dict[str, array] = {col: array("d") for col in SCORE_COLUMNS}
+
+    def add(self, r: dict[str, Any]) -> None:
+        d = str(r.get("domain") or "unknown")
+        self.domains[d] = self.domains.get(d, 0) + 1
+        for col, vals in self.scores.items():
+            v = r.get(col)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                vals.append(float(v))
+
+    def score_summary(self) -> dict[str, dict[str, float]]:
+        return {col: {"n": len(vals), "mean": statistics.fmean(vals), "min": min(vals),
+                      "p50": median(vals), "max": max(vals)}
+                for col, vals in self.scores.items() if vals}
+
+
+def _first_row(parts: dict[str, Rows]) -> dict[str, Any] | None:
+    order = [s for s in SPLITS if s in parts] + [s for s in parts if s not in SPLITS]
+    return next((next(iter(parts[s])) for s in order if len(parts[s])), None)
+
+
+def summarize(configs: dict[str, dict[str, Rows]],
+              on_chunk: Callable[[str, list[dict[str, Any]]], None] | None = None) -> dict[str, Any]:
+    """Card facts from rows: ``splits`` (rows per split), ``domain_counts``, ``score_summary``, ``samples``.
+
+    One pass over the rows; ``on_chunk(config, rows)`` sees them on the way, a chunk at a time.
+    """
     splits: dict[str, dict[str, int]] = {}
     domains: dict[str, dict[str, int]] = {}
     scores: dict[str, dict[str, dict[str, float]]] = {}
     samples: dict[str, dict[str, Any]] = {}
     for c, parts in configs.items():
-        splits[c] = {s: len(rows) for s, rows in parts.items() if rows}
-        allrows = [r for rows in parts.values() for r in rows]
-        per: dict[str, int] = {}
-        for r in allrows:
-            d = str(r.get("domain") or "unknown")
-            per[d] = per.get(d, 0) + 1
-        domains[c] = dict(sorted(per.items()))
-        for col in SCORE_COLUMNS:
-            vals = [float(r[col]) for r in allrows if isinstance(r.get(col), (int, float))
-                    and not isinstance(r.get(col), bool)]
-            if vals:
-                scores.setdefault(c, {})[col] = {"n": len(vals), "mean": statistics.fmean(vals), "min": min(vals),
-                                                 "p50": statistics.median(vals), "max": max(vals)}
-        order = [s for s in SPLITS if s in parts] + [s for s in parts if s not in SPLITS]
-        first = next((parts[s][0] for s in order if parts[s]), None)
+        splits[c] = {s: len(rows) for s, rows in parts.items() if len(rows)}
+        facts = _ConfigFacts()
+        for rows in parts.values():
+            for chunk in row_chunks(rows):
+                for r in chunk:
+                    facts.add(r)
+                if on_chunk is not None:
+                    on_chunk(c, chunk)
+        domains[c] = dict(sorted(facts.domains.items()))
+        if summary := facts.score_summary():
+            scores[c] = summary
+        first = _first_row(parts)
         if first is not None:
             samples[c] = first
     return {"splits": splits, "domain_counts": domains, "score_summary": scores, "samples": samples}
+
+
+class _SchemaInference:
+    """The schema :func:`rows_to_table` would infer from all of a config's rows, from one chunk at a time:
+    columns in first-seen order, each column's types merged as pyarrow's inference merges them (a null
+    column takes any type, int64 and double give double, structs unite their fields)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, dict[str, pa.DataType]] = {}
+
+    def add(self, config: str, rows: list[dict[str, Any]]) -> None:
+        types = self.types.setdefault(config, {})
+        for f in rows_to_table(rows).schema:
+            old = types.get(f.name)
+            types[f.name] = f.type if old is None else _merged(f.name, old, f.type)
+
+    def schema(self, config: str) -> pa.Schema:
+        return pa.schema(list(self.types[config].items()))
+
+
+def _merged(name: str, a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if a == b or pa.types.is_null(b):
+        return a
+    if pa.types.is_null(a):
+        return b
+    try:
+        return pa.unify_schemas([pa.schema([(name, a)]), pa.schema([(name, b)])],
+                                promote_options="permissive").field(name).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise FusekitError(f"rows do not form a table: {e}") from e
 
 
 def _is_dataset_folder(folder: Path) -> bool:
     return not any(folder.iterdir()) or (folder / "README.md").exists() or (folder / "data").is_dir()
 
 
-def write_dataset(folder: str | Path, configs: dict[str, dict[str, list[dict[str, Any]]]], *,
+def write_dataset(folder: str | Path, configs: dict[str, dict[str, Rows]], *,
                   card_info: dict[str, Any]) -> Path:
     """Write a Hub dataset folder for ``configs`` ({config: {split: rows}}) with its card.
 
@@ -122,12 +262,10 @@ def write_dataset(folder: str | Path, configs: dict[str, dict[str, list[dict[str
     over ``folder``; an existing ``folder`` is replaced only if it looks like a dataset
     folder (empty, or holding README.md / data/). Returns ``folder``.
     """
-    from cards.render import render_dataset_card
-
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or not _is_dataset_folder(folder)):
         raise FusekitError(f"{folder} exists and is not a dataset folder; refusing to replace it")
-    if not any(rows for parts in configs.values() for rows in parts.values()):
+    if not any(len(rows) for parts in configs.values() for rows in parts.values()):
         raise FusekitError("no rows to publish")
     for c in configs:
         if not c or "/" in c or c.startswith("."):
@@ -135,17 +273,8 @@ def write_dataset(folder: str | Path, configs: dict[str, dict[str, list[dict[str
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        for c, parts in configs.items():
-            nonempty = {s: rows for s, rows in parts.items() if rows}
-            if not nonempty:
-                continue
-            # One schema for all splits of a config, so datasets casts every split alike.
-            schema = rows_to_table([r for rows in nonempty.values() for r in rows]).schema
-            (tmp / "data" / c).mkdir(parents=True)
-            for s, rows in nonempty.items():
-                pq.write_table(rows_to_table(rows, schema), tmp / "data" / c / shard_name(s))
-        info = {**summarize(configs), **card_info}
-        render_dataset_card(info).save(tmp / "README.md")
+        with _system_allocator():
+            _write_tree(tmp, configs, card_info)
         old = None
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
@@ -157,6 +286,42 @@ def write_dataset(folder: str | Path, configs: dict[str, dict[str, list[dict[str
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def _write_tree(tmp: Path, configs: dict[str, dict[str, Rows]], card_info: dict[str, Any]) -> None:
+    """The shards and the card, in ``tmp``."""
+    from cards.render import render_dataset_card
+
+    # One pass for the card's facts and each config's schema (one schema for all splits of a
+    # config, so datasets casts every split alike), one to write the shards.
+    inference = _SchemaInference()
+    facts = summarize(configs, on_chunk=inference.add)
+    for c, parts in configs.items():
+        nonempty = {s: rows for s, rows in parts.items() if len(rows)}
+        if nonempty:
+            (tmp / "data" / c).mkdir(parents=True)
+        for s, rows in nonempty.items():
+            _write_shard(tmp / "data" / c / shard_name(s), rows, inference.schema(c))
+    render_dataset_card({**facts, **card_info}).save(tmp / "README.md")
+
+
+@contextlib.contextmanager
+def _system_allocator() -> Iterator[None]:
+    """pyarrow's own allocator (mimalloc in the wheels) keeps what one row group freed while the next
+    is built, so the process grew with the number of row groups; the system allocator gives it back.
+    Each buffer returns to the pool it came from, so switching back afterwards is safe."""
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _write_shard(path: Path, rows: Rows, schema: pa.Schema) -> None:
+    with pq.ParquetWriter(path, schema) as writer:
+        for chunk in row_chunks(rows):
+            writer.write_table(rows_to_table(chunk, schema))
 
 
 def _hidden_or_temp(part: str) -> bool:

@@ -7,6 +7,9 @@ scorer); a re-run scores only what is missing. Items that cannot be scored (a ma
 prompt with no gold, a code task with no tests) are stored as ``skipped`` with their
 reason, never retried and never silently dropped; transient failures (a timeout in
 math-verify, a judge that returned nothing) are stored with ``error`` and retried.
+
+Pending work is read from the store a page at a time in key order (``RunStore.unscored``) and the
+statistics from a stream of score values, so memory stays flat however large the run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import functools
 import math
 import statistics
+from array import array
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,17 +45,25 @@ class ScoreReport:
     isolation: str = ""
 
 
-def _pending(responses: list[Response], cfg: ScoringConfig, prompts: dict[str, Prompt], scorer_kind: str,
-             done: set[tuple[str, str, str, int]]) -> list[Response]:
-    # In key order, not store order: a cluster run stores responses as they land, and the same
-    # chunks (hence the same padding in a reward model's batches) must give the same scores.
-    return sorted((r for r in responses
-                   if r.prompt_id in prompts and scorer_kind in cfg.domains.get(prompts[r.prompt_id].domain, [])
-                   and r.key not in done), key=lambda r: r.key)
+class _Chunks:
+    """``items`` in chunks of ``size``, read as they are consumed; ``len`` is known up front (``total``
+    items) for the executor and the progress bar."""
 
+    def __init__(self, items: Iterable, total: int, size: int):
+        self.items, self.total, self.size = items, total, size
 
-def _chunks(xs: list, n: int) -> list[list]:
-    return [xs[i:i + n] for i in range(0, len(xs), n)]
+    def __len__(self) -> int:
+        return -(-self.total // self.size)
+
+    def __iter__(self) -> Iterator[list]:
+        chunk: list = []
+        for x in self.items:
+            chunk.append(x)
+            if len(chunk) == self.size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
 
 def _score(r: Response, scorer: str, value: float | None, label: str | None, detail: dict,
@@ -133,9 +146,9 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
 
     executor = executor or LocalExecutor()
     rep = ScoreReport()
-    prompts = {p.id: p for p in store.prompts()}
-    responses = store.responses(ok_only=True)
-    for p in prompts.values():
+    domains_seen: set[str] = set()
+    for p in store.iter_prompts():
+        domains_seen.add(p.domain)
         for s in cfg.domains.get(p.domain, []):
             if s == "math" and p.gold is None:
                 rep.errors.append(f"math prompt {p.id[:12]} ({p.source}) has no gold answer: its responses are skipped")
@@ -143,15 +156,18 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
                 rep.errors.append(f"code prompt {p.id[:12]} ({p.source}) has no tests: its responses are skipped")
 
     def run(kind: str, name: str, make_worker) -> None:
-        todo = _pending(responses, cfg, prompts, kind, store.scored_keys(name))
-        if not todo:
+        # In key order, not store order: a cluster run stores responses as they land, and the same
+        # chunks (hence the same padding in a reward model's batches) must give the same scores.
+        domains = [d for d, v in cfg.domains.items() if kind in v]
+        total = store.count_unscored(name, domains)
+        if not total:
             return
         if kind == "code":
             from .verifiers import sandbox_isolation
 
             rep.isolation = sandbox_isolation(detail=True)
-        task = bar.add_task(f"score: {name}", total=len(todo), tokens=0, failed=0)
-        chunks = _chunks([(r, prompts[r.prompt_id]) for r in todo], cfg.batch_size)
+        task = bar.add_task(f"score: {name}", total=total, tokens=0, failed=0)
+        chunks = _Chunks(store.unscored(name, domains), total, cfg.batch_size)
         stream = executor.map(make_worker, chunks, cfg.resources(kind))
         try:
             for scores in stream:
@@ -166,7 +182,7 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
         for kind in ("math", "code"):
             run(kind, kind, functools.partial(VerifierWorker, kind, cfg))
         reward_domains = {d for d, v in cfg.domains.items() if "reward" in v}
-        if any(p.domain in reward_domains for p in prompts.values()):
+        if reward_domains & domains_seen:
             try:
                 name = scorer_name(cfg.reward_config)
                 if name:
@@ -179,32 +195,27 @@ def score_run(store: RunStore, cfg: ScoringConfig, console: Console, executor: E
 
 def domain_stats(store: RunStore) -> dict[str, dict[str, Any]]:
     """Per domain: responses, math accuracy, code pass rate, reward distribution."""
-    prompts = {p.id: p for p in store.prompts()}
     by_dom: dict[str, dict[str, Any]] = {}
-    n_resp: dict[str, int] = defaultdict(int)
-    for r in store.responses(ok_only=True):
-        if r.prompt_id in prompts:
-            n_resp[prompts[r.prompt_id].domain] += 1
-    verdicts: dict[tuple[str, str], list[float]] = defaultdict(list)
-    rewards: dict[str, list[float]] = defaultdict(list)
+    n_resp = store.response_counts()
+    verdicts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # (domain, scorer) -> [correct, n]
+    rewards: dict[str, array] = defaultdict(lambda: array("d"))
     skipped: dict[str, int] = defaultdict(int)
-    for s in store.scores():
-        p = prompts.get(s.prompt_id)
-        if p is None or s.error is not None:
-            continue
-        if s.label == "skipped":
-            skipped[p.domain] += 1
-        elif s.scorer in ("math", "code"):
-            verdicts[(p.domain, s.scorer)].append(1.0 if s.label in ("correct", "passed") else 0.0)
-        elif s.value is not None:
-            rewards[p.domain].append(s.value)
+    for domain, scorer, value, label in store.iter_score_values(ok_only=True):
+        if label == "skipped":
+            skipped[domain] += 1
+        elif scorer in ("math", "code"):
+            v = verdicts[(domain, scorer)]
+            v[0] += label in ("correct", "passed")
+            v[1] += 1
+        elif value is not None:
+            rewards[domain].append(value)
     for d in sorted(n_resp, key=lambda d: DOMAINS.index(d)):
-        v = rewards.get(d, [])
+        v = rewards.get(d, array("d"))
         acc = verdicts.get((d, "math")) or verdicts.get((d, "code"))
         by_dom[d] = {
             "responses": n_resp[d],
-            "verified": len(acc or []),
-            "accuracy": sum(acc) / len(acc) if acc else None,
+            "verified": acc[1] if acc else 0,
+            "accuracy": acc[0] / acc[1] if acc else None,
             "skipped": skipped.get(d, 0),
             "reward_n": len(v),
             "reward_mean": statistics.fmean(v) if v else None,
@@ -230,21 +241,22 @@ def score_table(stats: dict[str, dict[str, Any]]) -> Table:
 
 def plot_rewards(store: RunStore, path: Path) -> Path | None:
     """Histogram of reward scores per domain (PNG); None when nothing was scored."""
-    prompts = {p.id: p.domain for p in store.prompts()}
-    vals: dict[str, list[float]] = defaultdict(list)
-    for s in store.scores():
-        if s.scorer not in ("math", "code") and s.value is not None and s.prompt_id in prompts:
-            vals[prompts[s.prompt_id]].append(s.value)
+    vals: dict[str, array] = defaultdict(lambda: array("d"))
+    for domain, scorer, value, _ in store.iter_score_values():
+        if scorer not in ("math", "code") and value is not None:
+            vals[domain].append(value)
     if not vals:
         return None
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for d, v in vals.items():
-        ax.hist(v, bins=20, alpha=0.5, label=f"{d} (n={len(v)})")
+        # An ndarray (a view, no copy): given any other sequence, hist makes an array per value.
+        ax.hist(np.frombuffer(v), bins=20, alpha=0.5, label=f"{d} (n={len(v)})")
     ax.set_xlabel("reward")
     ax.set_ylabel("responses")
     ax.set_title("reward distribution per domain")

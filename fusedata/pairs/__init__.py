@@ -3,6 +3,9 @@
 Everything here is pure (no I/O): :func:`gather` joins the store's records into
 candidates, a builder turns candidates into :class:`~fusedata.records.Pair` records
 plus a report, and :func:`to_trl_rows` turns pairs into TRL conversational rows.
+Each ``build_*`` function runs its builder class (``FuseChat3Builder``...) over a dict of
+candidates; the class takes one prompt at a time, which is how a whole run streams through it
+(``fusedata.dataset``), with :func:`make_candidate` joining one prompt's records.
 
 ``Pair.prompt`` is the prompt's messages; ``chosen``/``rejected`` hold assistant
 messages only — the prompt is never repeated inside them.
@@ -13,10 +16,23 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from ..records import Pair, canonical_json
-from .candidates import BuildReport, Candidate, CandidateSet, gather, reward_scorer_of, softmax, unit_hash
-from .fusechat3 import build_fusechat3, split_fusechat3
-from .fuserl import build_fuserl
-from .wrpo import build_wrpo, split_wrpo, wrpo_quadruple_rows
+from .candidates import (
+    BuildReport,
+    Candidate,
+    CandidateSet,
+    candidate_order,
+    gather,
+    index_scores,
+    make_candidate,
+    median,
+    reward_scorer_among,
+    reward_scorer_of,
+    softmax,
+    unit_hash,
+)
+from .fusechat3 import FuseChat3Builder, build_fusechat3, split_fusechat3
+from .fuserl import FuseRLBuilder, build_fuserl
+from .wrpo import WRPOBuilder, build_wrpo, split_wrpo, wrpo_quadruple_rows
 
 
 def _first(xs: list, default: Any = None) -> Any:
@@ -80,7 +96,8 @@ def to_trl_rows(pairs: list[Pair], kind: Literal["sft", "preference", "wrpo"] = 
 
 
 __all__ = [
-    "BuildReport", "Candidate", "CandidateSet", "build_fusechat3", "build_fuserl", "build_wrpo", "gather",
-    "reward_scorer_of", "softmax", "split_fusechat3", "split_wrpo", "to_trl_rows", "unit_hash",
-    "wrpo_quadruple_rows",
+    "BuildReport", "Candidate", "CandidateSet", "FuseChat3Builder", "FuseRLBuilder", "WRPOBuilder",
+    "build_fusechat3", "build_fuserl", "build_wrpo", "candidate_order", "gather", "index_scores",
+    "make_candidate", "median", "reward_scorer_among", "reward_scorer_of", "softmax", "split_fusechat3", "split_wrpo",
+    "to_trl_rows", "unit_hash", "wrpo_quadruple_rows",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,7 +77,12 @@ def reward_scorer_of(scores: Iterable[Score]) -> str | None:
 
     Raises ValueError when several are present: the caller must choose one.
     """
-    names = sorted({s.scorer for s in scores if s.scorer.startswith(REWARD_PREFIXES)})
+    return reward_scorer_among(s.scorer for s in scores)
+
+
+def reward_scorer_among(scorers: Iterable[str]) -> str | None:
+    """:func:`reward_scorer_of` from scorer names alone."""
+    names = sorted({s for s in scorers if s.startswith(REWARD_PREFIXES)})
     if len(names) > 1:
         raise ValueError(f"several reward scorers present, pass reward_scorer= one of {names}")
     return names[0] if names else None
@@ -90,6 +96,39 @@ def _verdict(domain: str, s: Score | None) -> bool | None:
     if domain == "code":
         return s.label == "passed" or s.value >= 1.0
     return None
+
+
+ScoreIndex = dict[tuple[str, str, str, int, str], Score]
+
+
+def index_scores(scores: Iterable[Score]) -> ScoreIndex:
+    """Scores without an error, by (response key, scorer)."""
+    return {(s.prompt_id, s.model, s.settings_hash, s.sample_idx, s.scorer): s for s in scores if s.error is None}
+
+
+def make_candidate(p: Prompt, r: Response, scores: ScoreIndex, reward_scorer: str | None, *,
+                   keep_truncated: bool = False) -> Candidate | str:
+    """Response ``r`` to ``p`` as a candidate, or the reason it is dropped (see :func:`gather`)."""
+    if not r.ok:
+        return "error"
+    if r.finish_reason == "length" and not keep_truncated:
+        return "truncated"
+    if not (r.text or "").strip():
+        return "empty"
+    key = (r.prompt_id, r.model, r.settings_hash, r.sample_idx)
+    rs = scores.get((*key, reward_scorer)) if reward_scorer else None
+    reward = rs.value if rs is not None and rs.value is not None and math.isfinite(rs.value) else None
+    vs = scores.get((*key, p.domain)) if p.domain in VERIFIED_DOMAINS else None
+    return Candidate(
+        prompt=p, model=r.model, sample_idx=r.sample_idx, text=r.text or "", reward=reward,
+        verified=_verdict(p.domain, vs), finish_reason=r.finish_reason, settings_hash=r.settings_hash,
+        verifier_label=vs.label if vs is not None else None,
+    )
+
+
+def candidate_order(c: Candidate) -> tuple[str, int, str]:
+    """The order of a prompt's candidates: (model, sample_idx, settings_hash)."""
+    return (c.model, c.sample_idx, c.settings_hash)
 
 
 def gather(
@@ -112,10 +151,7 @@ def gather(
     scores = list(scores)
     if reward_scorer is None:
         reward_scorer = reward_scorer_of(scores)
-    by_key: dict[tuple[str, str, str, int, str], Score] = {}
-    for s in scores:
-        if s.error is None:
-            by_key[(s.prompt_id, s.model, s.settings_hash, s.sample_idx, s.scorer)] = s
+    by_key = index_scores(scores)
     out = CandidateSet()
     out.reward_scorer = reward_scorer
     pmap: dict[str, Prompt] = {}
@@ -124,29 +160,14 @@ def gather(
         out.setdefault(p.id, [])
     for r in responses:
         p = pmap.get(r.prompt_id)
-        if p is None:
-            out.dropped["unknown_prompt"] += 1
-            continue
-        if not r.ok:
-            out.dropped["error"] += 1
-            continue
-        if r.finish_reason == "length" and not keep_truncated:
-            out.dropped["truncated"] += 1
-            continue
-        if not (r.text or "").strip():
-            out.dropped["empty"] += 1
-            continue
-        key = (r.prompt_id, r.model, r.settings_hash, r.sample_idx)
-        rs = by_key.get((*key, reward_scorer)) if reward_scorer else None
-        reward = rs.value if rs is not None and rs.value is not None and math.isfinite(rs.value) else None
-        vs = by_key.get((*key, p.domain)) if p.domain in VERIFIED_DOMAINS else None
-        out[p.id].append(Candidate(
-            prompt=p, model=r.model, sample_idx=r.sample_idx, text=r.text or "", reward=reward,
-            verified=_verdict(p.domain, vs), finish_reason=r.finish_reason, settings_hash=r.settings_hash,
-            verifier_label=vs.label if vs is not None else None,
-        ))
+        c = ("unknown_prompt" if p is None
+             else make_candidate(p, r, by_key, reward_scorer, keep_truncated=keep_truncated))
+        if isinstance(c, str):
+            out.dropped[c] += 1
+        else:
+            out[p.id].append(c)
     for lst in out.values():
-        lst.sort(key=lambda c: (c.model, c.sample_idx, c.settings_hash))
+        lst.sort(key=candidate_order)
     return out
 
 
@@ -187,6 +208,17 @@ def softmax(values: list[float], tau: float = 1.0) -> list[float]:
     return [x / s for x in e]
 
 
+def median(*parts: array) -> float:
+    """``statistics.median`` of the values of ``parts`` one after the other (the same float, ties kept in
+    order) without a list of Python floats: the sorted copy is one numpy array, 8 bytes a value."""
+    import numpy as np
+
+    s = np.concatenate([np.frombuffer(p) for p in parts])
+    s.sort(kind="stable")
+    i = len(s) // 2
+    return float(s[i]) if len(s) % 2 else (float(s[i - 1]) + float(s[i])) / 2
+
+
 @dataclass
 class BuildReport:
     """Kept/dropped counts per stage and domain, with drop reasons; JSON via ``to_dict``."""
@@ -197,6 +229,9 @@ class BuildReport:
     dropped: dict[str, dict[str, Counter]] = field(default_factory=dict)
     split: dict[str, Counter] = field(default_factory=dict)
     responses_dropped: dict[str, int] = field(default_factory=dict)
+    #: the builder's parts in the order it lists them: each domain's ``split`` follows it whatever order
+    #: the prompts came in (a builder that takes all SFT prompts first and one that streams agree)
+    parts: tuple[str, ...] = ()
 
     def keep(self, stage: str, domain: str, n: int = 1) -> None:
         self.kept.setdefault(stage, Counter())[domain] += n
@@ -211,12 +246,16 @@ class BuildReport:
         return {
             "method": self.method,
             "params": self.params,
-            "split": {d: dict(c) for d, c in sorted(self.split.items())},
+            "split": {d: self._in_part_order(c) for d, c in sorted(self.split.items())},
             "kept": {s: dict(sorted(c.items())) for s, c in sorted(self.kept.items())},
             "dropped": {s: {d: dict(sorted(c.items())) for d, c in sorted(v.items())}
                         for s, v in sorted(self.dropped.items())},
             "responses_dropped": dict(self.responses_dropped),
         }
+
+    def _in_part_order(self, c: Counter) -> dict[str, int]:
+        rank = {p: i for i, p in enumerate(self.parts)}
+        return dict(sorted(c.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 def base_meta(c: Candidate) -> dict[str, Any]:

@@ -49,13 +49,17 @@ def in_window(g: float, win: Window) -> bool:
     return win is None or (win[0] - _EPS <= g <= win[1] + _EPS)
 
 
+def _part(pid: str, domain: str | None, seed: int, sft_ratio: float) -> str:
+    return "sft" if domain == "zh" or unit_hash(seed, pid) < sft_ratio else "dpo"
+
+
 def split_fusechat3(cands: dict[str, list[Candidate]], seed: int = 0, sft_ratio: float = 0.4,
                     domains: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Prompt ids → (sft, dpo), in input order. zh always SFT. ``domains`` overrides prompt_id → domain."""
     sft, dpo = [], []
     for pid, lst in cands.items():
         dom = (domains or {}).get(pid) or (lst[0].domain if lst else None)
-        (sft if dom == "zh" or unit_hash(seed, pid) < sft_ratio else dpo).append(pid)
+        (sft if _part(pid, dom, seed, sft_ratio) == "sft" else dpo).append(pid)
     return sft, dpo
 
 
@@ -154,6 +158,36 @@ def _dpo_example(lst: list[Candidate], domain: str, seed: int, win: Window,
                 rejected_scores=[float(rj.reward)], meta=meta), "kept"
 
 
+class FuseChat3Builder:
+    """The rules of the module docstring applied one prompt at a time, into one report: a run's
+    candidates can stream through it. :meth:`add` returns the prompt's ``(part, Pair)`` items."""
+
+    parts = ("sft", "dpo")
+
+    def __init__(self, *, seed: int = 0, sft_ratio: float = 0.4, gap: Window | dict[str, Window] = (0.01, 0.1),
+                 pick: Literal["largest_gap", "random"] = "largest_gap"):
+        if pick not in ("largest_gap", "random"):
+            raise ValueError(f"pick must be 'largest_gap' or 'random', not {pick!r}")
+        self.seed, self.sft_ratio, self.gap, self.pick = seed, sft_ratio, gap, pick
+        self.report = BuildReport("fusechat3", params={"seed": seed, "sft_ratio": sft_ratio, "pick": pick,
+                                                       "gap": gap if not isinstance(gap, tuple) else list(gap)},
+                                  parts=self.parts)
+
+    def add(self, pid: str, lst: list[Candidate], target: list[Candidate] | None = None) -> list[tuple[str, Pair]]:
+        domain = lst[0].domain if lst else "unknown"
+        part = _part(pid, lst[0].domain if lst else None, self.seed, self.sft_ratio)
+        self.report.assign(domain, part)
+        if part == "sft":
+            ex, why = _sft_example(lst, domain, self.seed) if lst else (None, "no_candidates")
+        else:
+            ex, why = _dpo_example(lst, domain, self.seed, _window(self.gap, domain), self.pick)
+        if ex is None:
+            self.report.drop(part, domain, why)
+            return []
+        self.report.keep(part, domain)
+        return [(part, ex)]
+
+
 def build_fusechat3(
     cands: dict[str, list[Candidate]],
     *,
@@ -167,29 +201,13 @@ def build_fusechat3(
     Returns ``(sft, dpo, report)``; ``report.to_dict()`` has per-domain split sizes,
     kept counts and drop reasons for each stage.
     """
-    if pick not in ("largest_gap", "random"):
-        raise ValueError(f"pick must be 'largest_gap' or 'random', not {pick!r}")
-    rep = BuildReport("fusechat3", params={"seed": seed, "sft_ratio": sft_ratio, "pick": pick,
-                                           "gap": gap if not isinstance(gap, tuple) else list(gap)})
-    rep.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
-    sft_ids, dpo_ids = split_fusechat3(cands, seed, sft_ratio)
-    sft: list[Pair] = []
-    dpo: list[Pair] = []
-    for part, ids in (("sft", sft_ids), ("dpo", dpo_ids)):
-        for pid in ids:
-            lst = cands[pid]
-            domain = lst[0].domain if lst else "unknown"
-            rep.assign(domain, part)
-            if part == "sft":
-                ex, why = _sft_example(lst, domain, seed) if lst else (None, "no_candidates")
-            else:
-                ex, why = _dpo_example(lst, domain, seed, _window(gap, domain), pick)
-            if ex is None:
-                rep.drop(part, domain, why)
-            else:
-                rep.keep(part, domain)
-                (sft if part == "sft" else dpo).append(ex)
-    return sft, dpo, rep
+    builder = FuseChat3Builder(seed=seed, sft_ratio=sft_ratio, gap=gap, pick=pick)
+    builder.report.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
+    out: dict[str, list[Pair]] = {"sft": [], "dpo": []}
+    for pid, lst in cands.items():
+        for part, ex in builder.add(pid, lst):
+            out[part].append(ex)
+    return out["sft"], out["dpo"], builder.report
 
 
-__all__ = ["build_fusechat3", "split_fusechat3", "source_pair", "in_window"]
+__all__ = ["FuseChat3Builder", "build_fusechat3", "split_fusechat3", "source_pair", "in_window"]

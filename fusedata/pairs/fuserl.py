@@ -26,6 +26,78 @@ from .candidates import BuildReport, Candidate, base_meta, best, prompt_messages
 LABEL = "FuseRL (reconstructed)"
 
 
+class FuseRLBuilder:
+    """FuseSFT and FusePO (module docstring) one prompt at a time, into one report; :meth:`add` returns
+    the prompt's ``("sft" | "po", Pair)`` items: its FuseSFT group, then its FusePO pairs."""
+
+    parts = ("sft", "po")
+
+    def __init__(self, *, m: int = 4, tau: float = 1.0):
+        if m < 1:
+            raise ValueError("m must be >= 1")
+        if tau <= 0:
+            raise ValueError("tau must be > 0")
+        self.m, self.tau = m, tau
+        self.report = BuildReport("fuserl", params={"m": m, "tau": tau, "label": LABEL}, parts=self.parts)
+
+    def add(self, pid: str, lst: list[Candidate], target: list[Candidate] | None = None) -> list[tuple[str, Pair]]:
+        rep = self.report
+        domain = lst[0].domain if lst else "unknown"
+        scored = [c for c in lst if c.reward is not None]
+        if not scored:
+            rep.drop("sft", domain, "no_candidates" if not lst else "no_reward")
+            rep.drop("po", domain, "no_candidates" if not lst else "no_reward")
+            return []
+        sft = self._sft(pid, domain, scored)
+        rep.keep("sft", domain, len(sft))
+        po = self._po(pid, domain, scored)
+        if not po:
+            rep.drop("po", domain, "no_qualifying_source")
+        else:
+            rep.keep("po", domain, len(po))
+        return [("sft", p) for p in sft] + [("po", p) for p in po]
+
+    def _sft(self, pid: str, domain: str, scored: list[Candidate]) -> list[Pair]:
+        m, tau = self.m, self.tau
+        prompt = scored[0].prompt
+        ranked = sorted(scored, key=lambda c: (-c.reward, c.model, c.sample_idx))[:m]
+        ws = softmax([c.reward for c in ranked], tau)
+        group = [c.describe() for c in ranked]
+        return [Pair(prompt_id=pid, domain=domain, method="fuserl-sft", prompt=prompt_messages(prompt),
+                     chosen=[c.message()], chosen_models=[c.model], chosen_scores=[float(c.reward)],
+                     weights=[w], meta={**base_meta(c), "label": LABEL, "rank": i, "group_size": len(ranked),
+                                        "m": m, "tau": tau, "source_models": [c.model],
+                                        "sample_idx": [c.sample_idx], "group": group,
+                                        "why": f"top-{m} by reward across sources; weight = softmax(r/tau)"})
+                for i, (c, w) in enumerate(zip(ranked, ws))]
+
+    def _po(self, pid: str, domain: str, scored: list[Candidate]) -> list[Pair]:
+        tau = self.tau
+        prompt = scored[0].prompt
+        qual: list[tuple[str, Candidate, Candidate]] = []
+        for model in sorted({c.model for c in scored}):
+            mine = [c for c in scored if c.model == model]
+            if len(mine) < 2:
+                self.report.drop("po_source", domain, "lt_2_scored")
+                continue
+            hi, lo = best(mine), worst(mine)
+            if hi.reward == lo.reward:
+                self.report.drop("po_source", domain, "equal_rewards")
+                continue
+            qual.append((model, hi, lo))
+        wk = softmax([hi.reward for _, hi, _ in qual], tau)
+        return [Pair(prompt_id=pid, domain=domain, method="fuserl-po", prompt=prompt_messages(prompt),
+                     chosen=[hi.message()], rejected=[lo.message()], chosen_models=[model],
+                     rejected_models=[model], chosen_scores=[float(hi.reward)],
+                     rejected_scores=[float(lo.reward)], weights=[w],
+                     meta={**base_meta(hi), "label": LABEL, "tau": tau, "source_models": [model],
+                           "sample_idx": [hi.sample_idx, lo.sample_idx], "chosen": hi.describe(),
+                           "rejected": lo.describe(), "n_sources": len(qual), "margin": hi.reward - lo.reward,
+                           "why": "source's max- vs min-reward response; weight = softmax(max r/tau) "
+                                  "over qualifying sources"})
+                for (model, hi, lo), w in zip(qual, wk)]
+
+
 def build_fuserl(
     cands: dict[str, list[Candidate]],
     *,
@@ -39,59 +111,10 @@ def build_fuserl(
     weights = softmax(max reward of the source / tau) over the prompt's qualifying sources.
     Both sum to 1 per prompt. Returns ``(sft, po, report)``.
     """
-    if m < 1:
-        raise ValueError("m must be >= 1")
-    if tau <= 0:
-        raise ValueError("tau must be > 0")
-    rep = BuildReport("fuserl", params={"m": m, "tau": tau, "label": LABEL})
-    rep.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
-    sft: list[Pair] = []
-    po: list[Pair] = []
+    builder = FuseRLBuilder(m=m, tau=tau)
+    builder.report.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
+    out: dict[str, list[Pair]] = {"sft": [], "po": []}
     for pid, lst in cands.items():
-        domain = lst[0].domain if lst else "unknown"
-        scored = [c for c in lst if c.reward is not None]
-        if not scored:
-            rep.drop("sft", domain, "no_candidates" if not lst else "no_reward")
-            rep.drop("po", domain, "no_candidates" if not lst else "no_reward")
-            continue
-        prompt = scored[0].prompt
-        # -- FuseSFT
-        ranked = sorted(scored, key=lambda c: (-c.reward, c.model, c.sample_idx))[:m]
-        ws = softmax([c.reward for c in ranked], tau)
-        group = [c.describe() for c in ranked]
-        for i, (c, w) in enumerate(zip(ranked, ws)):
-            sft.append(Pair(prompt_id=pid, domain=domain, method="fuserl-sft", prompt=prompt_messages(prompt),
-                            chosen=[c.message()], chosen_models=[c.model], chosen_scores=[float(c.reward)],
-                            weights=[w], meta={**base_meta(c), "label": LABEL, "rank": i, "group_size": len(ranked),
-                                               "m": m, "tau": tau, "source_models": [c.model],
-                                               "sample_idx": [c.sample_idx], "group": group,
-                                               "why": f"top-{m} by reward across sources; weight = softmax(r/tau)"}))
-        rep.keep("sft", domain, len(ranked))
-        # -- FusePO
-        qual: list[tuple[str, Candidate, Candidate]] = []
-        for model in sorted({c.model for c in scored}):
-            mine = [c for c in scored if c.model == model]
-            if len(mine) < 2:
-                rep.drop("po_source", domain, "lt_2_scored")
-                continue
-            hi, lo = best(mine), worst(mine)
-            if hi.reward == lo.reward:
-                rep.drop("po_source", domain, "equal_rewards")
-                continue
-            qual.append((model, hi, lo))
-        if not qual:
-            rep.drop("po", domain, "no_qualifying_source")
-            continue
-        wk = softmax([hi.reward for _, hi, _ in qual], tau)
-        for (model, hi, lo), w in zip(qual, wk):
-            po.append(Pair(prompt_id=pid, domain=domain, method="fuserl-po", prompt=prompt_messages(prompt),
-                           chosen=[hi.message()], rejected=[lo.message()], chosen_models=[model],
-                           rejected_models=[model], chosen_scores=[float(hi.reward)],
-                           rejected_scores=[float(lo.reward)], weights=[w],
-                           meta={**base_meta(hi), "label": LABEL, "tau": tau, "source_models": [model],
-                                 "sample_idx": [hi.sample_idx, lo.sample_idx], "chosen": hi.describe(),
-                                 "rejected": lo.describe(), "n_sources": len(qual), "margin": hi.reward - lo.reward,
-                                 "why": "source's max- vs min-reward response; weight = softmax(max r/tau) "
-                                        "over qualifying sources"}))
-        rep.keep("po", domain, len(qual))
-    return sft, po, rep
+        for part, ex in builder.add(pid, lst):
+            out[part].append(ex)
+    return out["sft"], out["po"], builder.report

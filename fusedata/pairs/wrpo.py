@@ -26,12 +26,16 @@ from .candidates import VERIFIED_DOMAINS, BuildReport, Candidate, base_meta, bes
 SFT_SHARE = 1 / 3
 
 
+def _part(pid: str, seed: int) -> str:
+    return "sft" if unit_hash(seed, "wrpo", pid) < SFT_SHARE else "preference"
+
+
 def split_wrpo(prompt_ids: Iterable[str], seed: int = 0) -> tuple[list[str], list[str]]:
     """Prompt ids (or a candidate dict, keyed by them) → (sft_prompts, pref_prompts), 1/3 : 2/3 by
     hash, in input order. Known before any candidate exists: the target samples only the second list."""
     sft, pref = [], []
     for pid in prompt_ids:
-        (sft if unit_hash(seed, "wrpo", pid) < SFT_SHARE else pref).append(pid)
+        (sft if _part(pid, seed) == "sft" else pref).append(pid)
     return sft, pref
 
 
@@ -51,6 +55,63 @@ def _y_ws(lst: list[Candidate], domain: str, require_verified: bool) -> tuple[Ca
     return best(scored, verified_first=vf), "ok"
 
 
+class WRPOBuilder:
+    """The rules of the module docstring one prompt at a time, into one report: :meth:`add` takes a
+    prompt's source candidates and the target's, and returns its ``("sft" | "preference", Pair)`` item."""
+
+    parts = ("sft", "preference")
+
+    def __init__(self, *, seed: int = 0, require_verified: bool = False):
+        self.seed, self.require_verified = seed, require_verified
+        self.report = BuildReport("wrpo", params={"seed": seed, "sft_share": SFT_SHARE,
+                                                  "require_verified": require_verified}, parts=self.parts)
+
+    def add(self, pid: str, lst: list[Candidate], target: list[Candidate] | None = None) -> list[tuple[str, Pair]]:
+        rep = self.report
+        domain = lst[0].domain if lst else "unknown"
+        part = _part(pid, self.seed)
+        rep.assign(domain, part)
+        ws, why = _y_ws(lst, domain, self.require_verified)
+        if ws is None:
+            rep.drop(part, domain, why)
+            return []
+        meta: dict[str, Any] = {**base_meta(ws), "split": part, "seed": self.seed, "y_ws": ws.describe(),
+                                "why_y_ws": "best reward across all sources"
+                                + (" (verified-correct first)" if domain in VERIFIED_DOMAINS else ""),
+                                "n_source_candidates": len(lst)}
+        if part == "sft":
+            rep.keep(part, domain)
+            return [(part, Pair(prompt_id=pid, domain=domain, method="wrpo-sft", prompt=prompt_messages(ws.prompt),
+                                chosen=[ws.message()], chosen_models=[ws.model], chosen_scores=[float(ws.reward)],
+                                meta={**meta, "source_models": [ws.model], "sample_idx": [ws.sample_idx]}))]
+        pair, why = _preference(pid, domain, ws, [c for c in target or [] if c.reward is not None], meta)
+        if pair is None:
+            rep.drop(part, domain, why)
+            return []
+        rep.keep(part, domain)
+        return [(part, pair)]
+
+
+def _preference(pid: str, domain: str, ws: Candidate, tgt: list[Candidate],
+                meta: dict[str, Any]) -> tuple[Pair | None, str]:
+    """(x, [y_ws, y_wt], [y_l]) from the target's scored samples, or None and why not."""
+    if len(tgt) < 2:
+        return None, "target_lt_2_samples"
+    vf = domain in VERIFIED_DOMAINS
+    wt, lo = best(tgt, verified_first=vf), worst(tgt, verified_first=vf)
+    if wt is lo or (wt.reward == lo.reward and (not vf or bool(wt.verified) == bool(lo.verified))):
+        return None, "target_equal_scores"
+    meta.update({"y_wt": wt.describe(), "y_l": lo.describe(), "target_model": wt.model,
+                 "n_target_samples": len(tgt), "source_models": [ws.model],
+                 "sample_idx": [ws.sample_idx, wt.sample_idx, lo.sample_idx],
+                 "why": "y_wt/y_l = target's best/worst sample"})
+    return Pair(prompt_id=pid, domain=domain, method="wrpo", prompt=prompt_messages(ws.prompt),
+                chosen=[ws.message(), wt.message()], rejected=[lo.message()],
+                chosen_models=[ws.model, wt.model], rejected_models=[lo.model],
+                chosen_scores=[float(ws.reward), float(wt.reward)],
+                rejected_scores=[float(lo.reward)], meta=meta), "kept"
+
+
 def build_wrpo(
     cands: dict[str, list[Candidate]],
     target_cands: dict[str, list[Candidate]],
@@ -59,52 +120,13 @@ def build_wrpo(
     require_verified: bool = False,
 ) -> tuple[list[Pair], list[Pair], BuildReport]:
     """Build WRPO SFT examples (x, y_ws) and preference examples (x, [y_ws, y_wt], [y_l])."""
-    rep = BuildReport("wrpo", params={"seed": seed, "sft_share": SFT_SHARE, "require_verified": require_verified})
-    rep.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
-    sft_ids, pref_ids = split_wrpo(cands, seed)
-    sft: list[Pair] = []
-    pairs: list[Pair] = []
-    for part, ids in (("sft", sft_ids), ("preference", pref_ids)):
-        for pid in ids:
-            lst = cands[pid]
-            domain = lst[0].domain if lst else "unknown"
-            rep.assign(domain, part)
-            ws, why = _y_ws(lst, domain, require_verified)
-            if ws is None:
-                rep.drop(part, domain, why)
-                continue
-            p = ws.prompt
-            meta: dict[str, Any] = {**base_meta(ws), "split": part, "seed": seed, "y_ws": ws.describe(),
-                                    "why_y_ws": "best reward across all sources"
-                                    + (" (verified-correct first)" if domain in VERIFIED_DOMAINS else ""),
-                                    "n_source_candidates": len(lst)}
-            if part == "sft":
-                rep.keep(part, domain)
-                sft.append(Pair(prompt_id=pid, domain=domain, method="wrpo-sft", prompt=prompt_messages(p),
-                                chosen=[ws.message()], chosen_models=[ws.model],
-                                chosen_scores=[float(ws.reward)], meta={**meta, "source_models": [ws.model],
-                                                                        "sample_idx": [ws.sample_idx]}))
-                continue
-            tgt = [c for c in target_cands.get(pid, []) if c.reward is not None]
-            if len(tgt) < 2:
-                rep.drop(part, domain, "target_lt_2_samples")
-                continue
-            vf = domain in VERIFIED_DOMAINS
-            wt, lo = best(tgt, verified_first=vf), worst(tgt, verified_first=vf)
-            if wt is lo or (wt.reward == lo.reward and (not vf or bool(wt.verified) == bool(lo.verified))):
-                rep.drop(part, domain, "target_equal_scores")
-                continue
-            rep.keep(part, domain)
-            meta.update({"y_wt": wt.describe(), "y_l": lo.describe(), "target_model": wt.model,
-                         "n_target_samples": len(tgt), "source_models": [ws.model],
-                         "sample_idx": [ws.sample_idx, wt.sample_idx, lo.sample_idx],
-                         "why": "y_wt/y_l = target's best/worst sample"})
-            pairs.append(Pair(prompt_id=pid, domain=domain, method="wrpo", prompt=prompt_messages(p),
-                              chosen=[ws.message(), wt.message()], rejected=[lo.message()],
-                              chosen_models=[ws.model, wt.model], rejected_models=[lo.model],
-                              chosen_scores=[float(ws.reward), float(wt.reward)],
-                              rejected_scores=[float(lo.reward)], meta=meta))
-    return sft, pairs, rep
+    builder = WRPOBuilder(seed=seed, require_verified=require_verified)
+    builder.report.responses_dropped = dict(getattr(cands, "dropped", {}) or {})
+    out: dict[str, list[Pair]] = {"sft": [], "preference": []}
+    for pid, lst in cands.items():
+        for part, ex in builder.add(pid, lst, target_cands.get(pid, [])):
+            out[part].append(ex)
+    return out["sft"], out["preference"], builder.report
 
 
 def wrpo_quadruple_rows(pairs: list[Pair]) -> list[dict[str, Any]]:
