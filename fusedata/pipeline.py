@@ -2,12 +2,13 @@
 
     load → sources → generate → score → [target generate → score] → pairs → write
 
-Each stage writes what it made to the run store before the next one starts, and each reads the
-store once, so a killed build loses at most the batch in flight and a re-run continues from the
-store. The recipe was checked whole before :func:`build` is called (``fusedata.recipe``); ``load``
-here only makes sure every local model exists before the first one is loaded. The bracketed
-stage runs for WRPO only: the target samples the preference prompts, scored like the sources.
-Pairs builders take candidates only: they never generate or score.
+Each stage writes what it made to the run store as it goes and the next one reads it from there, a
+page at a time, so a killed build loses at most the requests or the batch in flight, a re-run
+continues from the store, and memory does not grow with the run. The recipe was checked whole
+before :func:`build` is called (``fusedata.recipe``); ``load`` here only makes sure every local
+model exists before the first one is loaded. The bracketed stage runs for WRPO only: the target
+samples the preference prompts, scored like the sources. Pairs builders take candidates only: they
+never generate or score.
 """
 
 from __future__ import annotations
