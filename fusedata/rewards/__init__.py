@@ -19,8 +19,9 @@ Every reward model has:
   for every item that could not be scored, keyed by its index in that call. Such an
   item's value is ``float('nan')``; it is never dropped, so indices always line up.
   A sequence classifier scores every item (over-long ones are truncated, see
-  ``seqcls``), so its ``last_errors`` stays empty; a judge fails an item when the
-  endpoint keeps failing or its reply holds no rating;
+  ``seqcls``), except ArmoRM pairs whose truncation cut off the assistant header its
+  gate reads; a judge fails an item when the endpoint keeps failing or its reply holds
+  no rating;
 - ``close()`` — free the model / HTTP client (also a context manager).
 
 Bad specs raise ``FusekitError`` naming the offending kind or keys; so does a model that

@@ -16,6 +16,11 @@ The score is ``logits[:, 0]`` (Skywork style) or ``output.score`` (ArmoRM's cust
 ``output: auto`` takes ``.score`` when the model output has one. A pair longer than
 ``max_length`` tokens is truncated keeping its *end* (the response) and its leading BOS;
 how many were truncated is logged as a warning and kept in ``truncated``.
+
+A checkpoint whose config names ``LlamaForRewardModelWithGating`` (ArmoRM) is loaded by the
+native implementation in ``armorm`` — no remote code, ``trust_remote_code`` is not needed. Its
+gate reads the token before the last assistant header, so a pair truncated so far that the
+header is gone cannot be scored: its value is NaN and ``last_errors`` says why.
 """
 
 from __future__ import annotations
@@ -70,10 +75,23 @@ class SeqClsReward(RewardModel):
 
         self.bos_id = implicit_bos(tokenizer)
         self._torch = torch
+        self.gating_pattern = self._gating_pattern(model, tokenizer)
+
+    @staticmethod
+    def _gating_pattern(model: Any, tokenizer: Any) -> tuple[int, ...] | None:
+        """The ids ArmoRM's gate looks for (taken from the tokenizer); None for other models."""
+        from .armorm import ArmoRM
+
+        if not isinstance(model, ArmoRM):
+            return None
+        model.use_tokenizer(tokenizer)
+        return model.gating_pattern
 
     def _load(self, cfg: SeqclsRewardConfig) -> tuple[Any, Any]:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
+
+        from . import armorm
 
         ref = cfg.model
         try:
@@ -87,11 +105,17 @@ class SeqClsReward(RewardModel):
             kw["attn_implementation"] = cfg.attn_implementation
         try:
             tok = AutoTokenizer.from_pretrained(m.path, trust_remote_code=kw["trust_remote_code"])
-            model = AutoModelForSequenceClassification.from_pretrained(m.path, **kw)
+            if armorm.is_armorm(PretrainedConfig.get_config_dict(m.path)[0]):
+                del kw["trust_remote_code"]  # the native implementation replaces the remote code
+                model = armorm.load_armorm(m.path, **kw)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(m.path, **kw)
+        except FusekitError as e:
+            raise FusekitError(f"cannot load reward model {ref}: {e}") from None
         except Exception as e:  # noqa: BLE001 - any loader failure is a model that won't load
             hint = ""
             if "LLAMA_INPUTS_DOCSTRING" in str(e):
-                hint = " (ArmoRM's remote code needs transformers 4.x, or a vendored copy patched for transformers 5)"
+                hint = " (remote code written for transformers 4.x; fusekit needs transformers >= 5)"
             raise FusekitError(f"cannot load reward model {ref}: {type(e).__name__}: {e}{hint}") from None
         return model.to(self.device), tok
 
@@ -120,13 +144,29 @@ class SeqClsReward(RewardModel):
             self.truncated += n_trunc
             log.warning("%s: %d of %d pairs were longer than max_length=%d tokens and were truncated to their end",
                         self.name, n_trunc, len(items), self.max_length)
-        order = sorted(range(len(items)), key=lambda i: -len(encoded[i][0]))
         scores = [float("nan")] * len(items)
+        order = sorted(self._scorable([ids for ids, _ in encoded]), key=lambda i: -len(encoded[i][0]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             for i, s in zip(idx, self._forward([encoded[i][0] for i in idx])):
                 scores[i] = s
         return scores
+
+    def _scorable(self, seqs: list[list[int]]) -> list[int]:
+        """Indices of the sequences the model can score; for ArmoRM, those that still hold the
+        gating tokens after truncation (the others get their reason in ``last_errors``)."""
+        if self.gating_pattern is None:
+            return list(range(len(seqs)))
+        from .armorm import GATING_TEXT, gating_positions
+
+        keep = []
+        for i, ids in enumerate(seqs):
+            if int(gating_positions(self._torch.tensor([ids]), self.gating_pattern)[0]) >= 0:
+                keep.append(i)
+            else:
+                self.last_errors[i] = (f"no {GATING_TEXT!r} left for ArmoRM's gate in the {len(ids)} tokens "
+                                       f"kept (max_length={self.max_length})")
+        return keep
 
     def _forward(self, seqs: list[list[int]]) -> list[float]:
         torch = self._torch
