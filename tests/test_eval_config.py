@@ -34,9 +34,9 @@ def test_demo_recipe_is_the_demo_flags():
     hashes = [m.settings_hash("mt-bench") for m in from_file.eval_models()]
     assert hashes == [m.settings_hash("mt-bench") for m in from_flags.eval_models()]
     assert from_file.judge.record() == {"model": "embedded:smollm2-135m", "base_url": None, "api_key_env": None,
-                                        "concurrency": None, "timeout": None, "max_retries": None, "rpm": None, "batch_size": 4,
-                                        "max_tokens": 16, "prefill": "Rating: [[", "kind": "transformers",
-                                        "routed": "in-process"}
+                                        "concurrency": None, "timeout": None, "max_retries": None, "rpm": None,
+                                        "batch_size": 4, "max_tokens": 16, "prefill": "Rating: [[",
+                                        "kind": "transformers", "routed": "in-process"}
 
 
 def test_overrides_and_flags_set_the_same_keys():
