@@ -154,6 +154,8 @@ def build(
              "`extra.ray` (models) and `scoring.<scorer>.ray` blocks.", show_default=False)] = None,
     ray_cpus: Annotated[Optional[int], typer.Option(help="CPUs of a --ray local instance (default: all).",
                                                     show_default=False)] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only run the preflight (models resolve, endpoints list "
+                                        "their model, vLLM imports, GPUs and disk suffice) and exit.")] = False,
 ) -> None:
     """Generate, score and pair: the whole recipe (resumable: re-run to continue)."""
     from .cluster import make_executor
@@ -161,11 +163,29 @@ def build(
 
     r = _load_recipe(recipe, overrides, domains=_csv(domains), out=out, limit=limit, models=_csv(model), n=n,
                      max_tokens=max_tokens)
+    run_preflight(r, cluster=ray is not None, verbose=check)
+    if check:
+        return
     console.print(f"[bold]fusedata build[/] {r.name} → {r.out}  domains: {', '.join(r.domains)}  "
                   f"models: {', '.join(m.name for m in r.models)}")
     with contextlib.closing(make_executor(ray, ray_cpus)) as executor:
         result = run_build(r, console, executor=executor, score=score, pairs=pairs)
     if result.reward_error:
+        raise typer.Exit(2)
+
+
+def run_preflight(recipe: Recipe, *, cluster: bool, verbose: bool) -> None:
+    """Exit 2 with the table of every problem before any model loads; a clean preflight says so only
+    when asked (``--check``)."""
+    from . import preflight
+
+    problems = preflight.preflight(recipe, cluster=cluster)
+    if problems:
+        # Wide when redirected, so that a problem's text stays on one line in a log.
+        Console(stderr=True, width=None if sys.stderr.isatty() else 200).print(preflight.problem_table(problems))
+    elif verbose:
+        console.print(f"preflight: {len(preflight.targets(recipe))} model(s) checked, no problems")
+    if preflight.failures(problems):
         raise typer.Exit(2)
 
 

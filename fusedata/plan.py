@@ -30,6 +30,10 @@ How each number is made, so that a printed plan can be checked by hand:
 * **Hours** (docs/data.md#throughput-planning): device-hours = output tokens / (tokens/s per replica) / 3600 × devices
   per replica; wall hours = that / (replicas × devices per replica). ``fusedata build`` runs the
   models one after another, so a build's wall clock is the sum over models.
+* **Run store size** ≈ output tokens × :data:`STORE_BYTES_PER_TOKEN` (UTF-8 text of BPE tokens,
+  about 4 bytes each in English) + generations × :data:`STORE_BYTES_PER_GENERATION` (a row's ids,
+  sampling and score columns, and its index entries); both are assumptions. Prompts and pairs are
+  small next to the responses and are left out.
 * **Reward-model scoring** (prefill only): the expected prompt + response tokens of every
   generation in a domain scored with ``reward``, at :data:`RM_TOKENS_PER_S` (an assumption).
 """
@@ -128,6 +132,8 @@ CPU_REFERENCE_B = 0.135
 #: Assumed prefill tokens/s of one reward-model replica: an 8B sequence classifier on one GPU, or
 #: the embedded judge on one CPU core.
 RM_TOKENS_PER_S = {"gpu": 20_000.0, "cpu": 500.0}
+STORE_BYTES_PER_TOKEN = 4
+STORE_BYTES_PER_GENERATION = 600
 
 _SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])(?![a-z0-9])")
 
@@ -338,6 +344,12 @@ class ScoringPlan:
     wall_hours: float
 
 
+def store_bytes(models: tuple[ModelPlan, ...], *, worst: bool) -> int:
+    """Bytes the run store will take for these models' responses (see the module docstring)."""
+    tokens = sum(m.output_tokens_worst if worst else m.output_tokens for m in models)
+    return tokens * STORE_BYTES_PER_TOKEN + sum(m.total_generations for m in models) * STORE_BYTES_PER_GENERATION
+
+
 @dataclass(frozen=True)
 class Plan:
     recipe: str
@@ -363,6 +375,8 @@ class Plan:
             # build runs the models one after another; separate servers in parallel take the longest
             "wall_hours_sequential": sum(m.wall_hours for m in ms),
             "wall_hours_parallel": max((m.wall_hours for m in ms), default=0.0),
+            "store_bytes": store_bytes(ms, worst=False),
+            "store_bytes_worst": store_bytes(ms, worst=True),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -565,5 +579,8 @@ def plan_notes(plan: Plan) -> list[str]:
                      f"({_hours(tot['wall_hours_sequential'])} h); "
                      f"on separate servers at once the longest takes {_hours(tot['wall_hours_parallel'])} h")
     assumed = ", ".join(f"{d} {n}" for d, n in plan.prompt_tokens.items() if d in plan.domains)
+    lines.append(f"run store ≈ {_si(tot['store_bytes'])}B (worst {_si(tot['store_bytes_worst'])}B): "
+                 f"{STORE_BYTES_PER_TOKEN} bytes per output token + {STORE_BYTES_PER_GENERATION} per generation "
+                 "(assumed)")
     lines.append(f"input tokens assume {assumed} tokens per prompt (--prompt-tokens DOMAIN=N)")
     return lines + list(plan.notes)
